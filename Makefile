@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# kvm-wtrack: synchronous guest write tracking for KVM.
+#
+#   make            build the patched KVM modules, the library and the tests
+#   make check      build, run every test in QEMU under three KVM configs,
+#                   run the upstream KVM selftests, checkpatch the series
+#   make deps       install the Debian packages everything needs (apt-get)
+#   make qemu       boot the test machine with a shell, for poking around
+#
+# V=1 shows the commands.
+
+include kernel/version.mk
+export DEBIAN_KERNEL_VERSION KERNEL_RELEASE
+
+ifneq ($(V),1)
+Q := @
+MAKEFLAGS += --no-print-directory
+endif
+
+TOP      := $(CURDIR)
+B        := $(TOP)/build
+TARBALL  := /usr/src/linux-source-6.12.tar.xz
+HDRS     := /usr/src/linux-headers-$(KERNEL_RELEASE)
+PRISTINE := $(B)/linux-pristine
+LINUX    := $(B)/linux
+KVMDIR   := $(B)/kvm
+JOBS     ?= $(shell nproc)
+
+# What of the source tarball we need: KVM itself, the headers, and what
+# 'make headers', the KVM selftests and checkpatch.pl need around them.
+SRC_PARTS := arch/x86 virt include tools scripts usr Makefile Kbuild Kconfig
+
+KERNEL_INPUTS := kernel/series kernel/Kbuild $(wildcard kernel/patches/*.patch) \
+		 $(shell find uapi -type f)
+
+MODULES := $(KVMDIR)/kvm.ko $(KVMDIR)/kvm-amd.ko $(KVMDIR)/kvm-intel.ko
+
+.PHONY: all deps modules tree headers selftests initramfs check check-patches \
+	qemu clean distclean
+
+all: modules selftests
+
+deps:
+	$(Q)scripts/deps.sh
+
+# Everything below needs the packages; install them when one is missing.
+$(B)/.deps: scripts/deps.sh kernel/version.mk
+	$(Q)scripts/deps.sh
+	$(Q)mkdir -p $(B) && touch $@
+
+$(PRISTINE)/.stamp: $(B)/.deps
+	@echo "  EXTRACT linux-source-6.12 ($(DEBIAN_KERNEL_VERSION))"
+	$(Q)rm -rf $(PRISTINE) $(LINUX) && mkdir -p $(PRISTINE)
+	$(Q)tar -xf $(TARBALL) -C $(PRISTINE) --strip-components=1 \
+		$(addprefix linux-source-6.12/,$(SRC_PARTS))
+	$(Q)grep -q '^SUBLEVEL = $(word 3,$(subst ., ,$(subst -, ,$(DEBIAN_KERNEL_VERSION))))$$' \
+		$(PRISTINE)/Makefile || { echo "source tarball is not $(DEBIAN_KERNEL_VERSION)"; exit 1; }
+	$(Q)touch $@
+
+$(LINUX)/.stamp: $(PRISTINE)/.stamp $(KERNEL_INPUTS) scripts/prepare-tree.sh
+	@echo "  PATCH   kernel/series"
+	$(Q)scripts/prepare-tree.sh $(PRISTINE) $(LINUX) $(KVMDIR)
+	$(Q)touch $@
+
+tree: $(LINUX)/.stamp
+
+modules: $(LINUX)/.stamp
+	$(Q)$(MAKE) -C $(HDRS) M=$(KVMDIR) -j$(JOBS) $(if $(Q),-s) modules
+	@echo "  MODULES $(notdir $(MODULES))"
+
+# The uapi headers userspace builds against: the patched tree's.
+$(LINUX)/usr/include/.stamp: $(LINUX)/.stamp
+	@echo "  HEADERS usr/include"
+	$(Q)$(MAKE) -C $(LINUX) ARCH=x86_64 -s headers
+	$(Q)touch $@
+
+headers: $(LINUX)/usr/include/.stamp
+
+selftests: headers
+	$(Q)$(MAKE) -C selftests LINUX=$(LINUX) O=$(B)/selftests JOBS=$(JOBS)
+
+initramfs: modules selftests
+	$(Q)scripts/mkinitramfs.sh $(KVMDIR) $(B)/selftests $(B)/initramfs.cpio.gz
+
+check-patches: $(LINUX)/.stamp
+	$(Q)scripts/check-patches.sh $(LINUX)
+
+check: initramfs check-patches
+	$(Q)scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results
+
+qemu: initramfs
+	$(Q)scripts/run-qemu.sh --interactive $(B)/initramfs.cpio.gz
+
+clean:
+	$(Q)rm -rf $(KVMDIR) $(B)/selftests $(B)/initramfs* $(B)/results
+	$(Q)$(MAKE) -C selftests clean O=$(B)/selftests 2>/dev/null || true
+
+distclean:
+	$(Q)rm -rf $(B)
