@@ -1,0 +1,46 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Pack the test machine's initramfs: busybox, Debian's irqbypass and ccp
+# modules (the ones our kvm.ko and kvm-amd.ko depend on), our modules, the
+# test binaries, the test list and /init.
+#
+# usage: mkinitramfs.sh KVMDIR SELFTESTS_OUT OUTPUT
+set -euo pipefail
+
+kvmdir=$1 sfout=$2 output=$3
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/kernel/version.mk"
+moddir=/lib/modules/$KERNEL_RELEASE/kernel
+
+root=$(mktemp -d "$(dirname "$output")/initramfs.XXXXXX")
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/wtrack,tests/upstream}
+
+cp /bin/busybox "$root/bin/busybox"
+cp "$top/scripts/initramfs/init" "$root/init"
+
+for m in virt/lib/irqbypass drivers/crypto/ccp/ccp; do
+	xz -dc "$moddir/$m.ko.xz" >"$root/lib/modules/$(basename "$m").ko"
+done
+for m in kvm kvm-amd kvm-intel; do
+	strip --strip-debug -o "$root/lib/modules/$m.ko" "$kvmdir/$m.ko"
+done
+
+# Our tests first, then the upstream suite; "suite timeout name [args]".
+list=$root/tests/list
+for t in "$sfout"/wtrack/*_test; do
+	[ -x "$t" ] || continue
+	strip -o "$root/tests/wtrack/$(basename "$t")" "$t"
+	echo "wtrack 300 $(basename "$t")" >>"$list"
+done
+"$top/scripts/upstream-tests.sh" list "$sfout/upstream" | while read -r name timeout args; do
+	bin=${name%%:*}
+	mkdir -p "$root/tests/upstream/$(dirname "$bin")"
+	case "$bin" in *.sh) cp "$sfout/upstream/$bin" "$root/tests/upstream/$bin" ;;
+	*) strip -o "$root/tests/upstream/$bin" "$sfout/upstream/$bin" ;; esac
+	echo "upstream $timeout $name $args" >>"$list"
+done
+
+(cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 >"$output.tmp"
+mv "$output.tmp" "$output"

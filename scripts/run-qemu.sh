@@ -1,0 +1,63 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot Debian's kernel image with our initramfs in QEMU (software emulation
+# of an AMD CPU with SVM, so KVM runs nested inside it).
+#
+#   run-qemu.sh --interactive INITRAMFS [config]
+#       a shell on the test machine (config: default, tdp_mmu0, npt0)
+#   run-qemu.sh --log FILE [--stall SECONDS] INITRAMFS "extra cmdline"
+#       run the tests named by the cmdline; the console goes to FILE.  The
+#       machine is killed when the console stays silent for SECONDS (the
+#       guest prints a heartbeat every 10 s, so silence means QEMU froze).
+#       Exit status: 0 the guest powered off, 3 killed for silence,
+#       other: QEMU's own.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/kernel/version.mk"
+kernel=/boot/vmlinuz-$KERNEL_RELEASE
+
+qemu_cmd() {
+	# thread=single: multi-threaded TCG sometimes aborts under heavy
+	# instruction emulation (see shared PLATFORM notes).
+	echo qemu-system-x86_64 -accel tcg,thread=single -cpu EPYC,+svm \
+		-m "${QEMU_MEM:-2048}" -smp 2 -kernel "$kernel" -initrd "$1" \
+		-nographic -no-reboot -net none -serial mon:stdio
+}
+
+if [ "${1:-}" = --interactive ]; then
+	exec $(qemu_cmd "$2") -append "console=ttyS0 quiet panic=-1 wtrack.shell=1 wtrack.config=${3:-default}"
+fi
+
+log= stall=120
+while [ $# -gt 2 ]; do
+	case "$1" in
+	--log) log=$2; shift 2 ;;
+	--stall) stall=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
+initramfs=$1 extra=$2
+
+$(qemu_cmd "$initramfs") -append "console=ttyS0 quiet panic=-1 $extra" \
+	</dev/null >"$log" 2>&1 &
+qpid=$!
+
+last_size=-1 quiet_for=0
+while kill -0 $qpid 2>/dev/null; do
+	sleep 5
+	size=$(stat -c %s "$log")
+	if [ "$size" = "$last_size" ]; then
+		quiet_for=$((quiet_for + 5))
+		if [ $quiet_for -ge "$stall" ]; then
+			kill -9 $qpid 2>/dev/null
+			wait $qpid 2>/dev/null
+			echo "@@STALL silent for ${stall}s, QEMU killed" >>"$log"
+			exit 3
+		fi
+	else
+		last_size=$size quiet_for=0
+	fi
+done
+wait $qpid

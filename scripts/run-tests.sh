@@ -1,0 +1,150 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Run the test suites inside the QEMU machine under each KVM configuration
+# and report one TAP line per test, then "N passed, N failed, N skipped".
+#
+# A machine that freezes (silent console) or a QEMU that dies is a QEMU
+# fault, not a test result: the boot resumes at the interrupted test, at
+# most $RETRIES times per test; a test that was interrupted more often
+# fails.  A test that failed on its own is never retried.  Any problem in
+# the guest's kernel log (WARN, BUG, oops, lockdep, KASAN...) fails the test
+# during which it was logged, or the configuration when outside any test.
+#
+# usage: run-tests.sh INITRAMFS RESULTS_DIR
+#   CONFIGS="default:wtrack,upstream ..."  what to run where
+#   ONLY=<suite>/<test>                    one test only
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+initramfs=$1 out=$2
+CONFIGS=${CONFIGS:-"default:wtrack,upstream tdp_mmu0:wtrack npt0:wtrack"}
+RETRIES=${RETRIES:-2}
+STALL=${STALL:-120}
+
+rm -rf "$out" && mkdir -p "$out"
+
+# Boot as often as needed to run every test of one configuration once.
+# Writes $out/<config>.records: RESULT/INTERRUPTED/FATAL/OUTSIDE lines.
+run_config() {
+	local config=$1 suites=$2 first=0 boot=0 faults=0
+	local rec=$out/$config.records
+	local -A interrupted=()
+	: >"$rec"
+	while :; do
+		boot=$((boot + 1))
+		local log=$out/$config.boot$boot.log
+		"$top/scripts/run-qemu.sh" --log "$log" --stall "$STALL" "$initramfs" \
+			"wtrack.config=$config wtrack.suites=$suites wtrack.first=$first ${ONLY:+wtrack.only=$ONLY}"
+		local qrc=$?
+		local parsed
+		parsed=$(awk -v klog="$out/$config.klog" -f "$top/scripts/parse-console.awk" "$log")
+		grep -E '^(RESULT|FATAL|OUTSIDE) ' <<<"$parsed" >>"$rec"
+		grep -q '^DONE' <<<"$parsed" && [ $qrc = 0 ] && break
+
+		local why="QEMU exited with status $qrc"
+		[ $qrc = 3 ] && why="the machine froze (console silent for ${STALL}s)"
+		local intr
+		intr=$(grep '^INTERRUPTED ' <<<"$parsed")
+		if [ -z "$intr" ]; then
+			# Died between tests or before the first one.
+			local last
+			last=$(grep '^RESULT ' <<<"$parsed" | tail -1 | awk '{print $2}')
+			[ -n "$last" ] && first=$((last + 1))
+			faults=$((faults + 1))
+			if [ $faults -gt "$RETRIES" ]; then
+				echo "FATAL $why, $faults times outside tests" >>"$rec"
+				break
+			fi
+			echo "# $config: $why outside a test; booting again" >&2
+			continue
+		fi
+		local idx name
+		read -r _ idx name <<<"$intr"
+		interrupted[$idx]=$(( ${interrupted[$idx]:-0} + 1 ))
+		if [ "${interrupted[$idx]}" -gt "$RETRIES" ]; then
+			echo "RESULT $idx $name qemu-fault 0 0 $why, ${interrupted[$idx]} times" >>"$rec"
+			first=$((idx + 1))
+		else
+			echo "# $config: $why during $name; retrying it in a fresh boot" >&2
+			first=$idx
+		fi
+	done
+}
+
+# Turn one configuration's records into TAP lines; counts go to $out/counts.
+report_config() {
+	local config=$1 n pass=0 fail=0 skip=0
+	while read -r kind idx name rc secs problems rest; do
+		local label="$config/$name" status directive=""
+		case "$kind" in
+		FATAL)
+			echo "not ok - $config # ${idx} ${name} ${rc} ${secs} ${problems} ${rest}"
+			fail=$((fail + 1)); continue ;;
+		OUTSIDE)
+			echo "not ok - $config: kernel log problems outside any test:"
+			awk '$1 == 0 { $1 = "#  "; print }' "$out/$config.klog"
+			fail=$((fail + 1)); continue ;;
+		esac
+		local expected=""
+		[ "${name%%/*}" = upstream ] && expected=$("$top/scripts/upstream-tests.sh" expect "${name#upstream/}")
+		if [ "$rc" = qemu-fault ]; then
+			status=fail directive=" # QEMU fault: $rest"
+		elif [ "$problems" != 0 ]; then
+			status=fail directive=" # kernel log problems (exit $rc)"
+		elif [ "$rc" = 0 ]; then
+			status=pass
+			[ -n "$expected" ] && directive=" # expected to fail, passed: update selftests/upstream.expect"
+		elif [ "$rc" = 4 ]; then
+			status=skip
+			directive=" # SKIP $(grep -m1 -o 'SKIP.*' "$out/logs/$config/$idx.log" 2>/dev/null | sed 's/^SKIP[ -]*//')"
+		elif [ -n "$expected" ]; then
+			status=skip directive=" # SKIP expected failure under emulation (exit $rc): $expected"
+		elif [ "$rc" = 137 ]; then
+			status=fail directive=" # timed out"
+		else
+			status=fail directive=" # exit $rc"
+		fi
+		case $status in
+		pass) echo "ok - $label ($secs s)$directive"; pass=$((pass + 1)) ;;
+		skip) echo "ok - $label$directive"; skip=$((skip + 1)) ;;
+		fail)
+			echo "not ok - $label ($secs s)$directive"
+			fail=$((fail + 1))
+			awk -v i="$idx" '$1 == i { $1 = "#  "; print }' "$out/$config.klog" 2>/dev/null
+			tail -n 25 "$out/logs/$config/$idx.log" 2>/dev/null | sed 's/^/#   /'
+			;;
+		esac
+	done <"$out/$config.records"
+	echo "$pass $fail $skip" >>"$out/counts"
+}
+
+# Per-test output, for the report and for people.
+split_logs() {
+	local config=$1
+	mkdir -p "$out/logs/$config"
+	cat "$out/$config".boot*.log | awk -v d="$out/logs/$config" '
+		{ sub(/\r$/, "") }
+		/^@@RUN / { f = d "/" $2 ".log"; printf "" > f; next }
+		/^@@END / { close(f); f = ""; next }
+		/^@@O / && f != "" { print substr($0, 5) >> f }'
+}
+
+for spec in $CONFIGS; do
+	config=${spec%%:*}
+	echo "# booting the $config configuration (suites: ${spec#*:})"
+	run_config "$config" "${spec#*:}" &
+	# Two QEMUs at a time: each uses one host core (single-threaded TCG).
+	[ "$(jobs -rp | wc -l)" -ge 2 ] && wait -n
+done
+wait
+
+for spec in $CONFIGS; do
+	config=${spec%%:*}
+	split_logs "$config"
+	report_config "$config"
+done
+
+read -r passed failed skipped < <(awk '{ p += $1; f += $2; s += $3 } END { print p, f, s }' "$out/counts")
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]
