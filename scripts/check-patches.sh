@@ -1,0 +1,40 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Run the source tarball's scripts/checkpatch.pl --strict on every patch of
+# kernel/series and on the uapi header.  Errors fail; warnings and checks
+# are shown.
+#
+# usage: check-patches.sh LINUX   (the extracted tree that holds checkpatch)
+set -uo pipefail
+
+linux=$1
+top=$(cd "$(dirname "$0")/.." && pwd)
+cp=("$linux/scripts/checkpatch.pl" --strict --no-tree --terse --show-types --color=never
+    --ignore=FILE_PATH_CHANGES)
+# FILE_PATH_CHANGES asks for MAINTAINERS updates, which this out-of-tree
+# series does not carry.
+
+errors=0
+check() {
+	local what=$1 out n
+	shift
+	out=$("${cp[@]}" "$@" 2>&1)
+	n=$(grep -cE ': (WARNING|CHECK):' <<<"$out")
+	if grep -q ': ERROR:' <<<"$out"; then
+		errors=$((errors + 1))
+		echo "checkpatch: $what: errors"
+	else
+		echo "checkpatch: $what: no errors, $n warnings or checks"
+	fi
+	grep -E ': (ERROR|WARNING|CHECK):' <<<"$out" | sed 's/^/  /'
+}
+
+while read -r p; do
+	case "$p" in ''|'#'*) continue ;; esac
+	check "$p" "$top/kernel/patches/$p"
+done <"$top/kernel/series"
+for f in "$top"/uapi/linux/*.h; do
+	check "uapi/linux/${f##*/}" -f "$f"
+done
+exit $((errors > 0))
