@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * kvm-wtrack: synchronous notification of guest writes to guest-physical
+ * pages that userspace write-protected.
+ *
+ * This header is the single definition of the kvm-wtrack ABI.  The kernel
+ * includes it from <linux/kvm.h>; userspace includes it directly.  See
+ * Documentation/wtrack-api.rst.
+ *
+ * Numbers are chosen away from upstream KVM's: capabilities 0..238 exist in
+ * Linux 6.12 and later kernels have assigned or claimed up to the high 240s,
+ * so kvm-wtrack's capabilities start at 1024.
+ */
+#ifndef _UAPI_LINUX_KVM_WTRACK_H
+#define _UAPI_LINUX_KVM_WTRACK_H
+
+#include <linux/types.h>
+
+/*
+ * KVM_CHECK_EXTENSION(KVM_CAP_X86_WRITE_TRACK) returns the mask of enable
+ * flags this kernel supports for the VM (0: not available).
+ * KVM_ENABLE_CAP(KVM_CAP_X86_WRITE_TRACK) on the VM fd turns tracking on;
+ * args[0] holds the flags below, args[1..3] must be zero.
+ */
+#define KVM_CAP_X86_WRITE_TRACK		1024
+
+/*
+ * Report a guest write to a protected page by stopping the vCPU before the
+ * write lands: KVM_RUN fails with EFAULT and exit_reason
+ * KVM_EXIT_MEMORY_FAULT.
+ */
+#define KVM_WTRACK_ENABLE_EXIT		(1ULL << 0)
+
+#define KVM_WTRACK_ENABLE_VALID_MASK	(KVM_WTRACK_ENABLE_EXIT)
+
+#endif /* _UAPI_LINUX_KVM_WTRACK_H */
