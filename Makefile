@@ -41,15 +41,12 @@ MODULES := $(KVMDIR)/kvm.ko $(KVMDIR)/kvm-amd.ko $(KVMDIR)/kvm-intel.ko
 
 all: modules selftests
 
+# Everything below needs the packages: each run checks them (quickly) and
+# installs what is missing.
 deps:
 	$(Q)scripts/deps.sh
 
-# Everything below needs the packages; install them when one is missing.
-$(B)/.deps: scripts/deps.sh kernel/version.mk
-	$(Q)scripts/deps.sh
-	$(Q)mkdir -p $(B) && touch $@
-
-$(PRISTINE)/.stamp: $(B)/.deps
+$(PRISTINE)/.stamp: | deps
 	@echo "  EXTRACT linux-source-6.12 ($(DEBIAN_KERNEL_VERSION))"
 	$(Q)rm -rf $(PRISTINE) $(LINUX) && mkdir -p $(PRISTINE)
 	$(Q)tar -xf $(TARBALL) -C $(PRISTINE) --strip-components=1 \
@@ -65,7 +62,7 @@ $(LINUX)/.stamp: $(PRISTINE)/.stamp $(KERNEL_INPUTS) scripts/prepare-tree.sh
 
 tree: $(LINUX)/.stamp
 
-modules: $(LINUX)/.stamp
+modules: $(LINUX)/.stamp | deps
 	$(Q)$(MAKE) -C $(HDRS) M=$(KVMDIR) -j$(JOBS) $(if $(Q),-s) modules
 	@echo "  MODULES $(notdir $(MODULES))"
 
@@ -77,7 +74,7 @@ $(LINUX)/usr/include/.stamp: $(LINUX)/.stamp
 
 headers: $(LINUX)/usr/include/.stamp
 
-selftests: headers
+selftests: headers | deps
 	$(Q)$(MAKE) -C selftests LINUX=$(LINUX) O=$(B)/selftests JOBS=$(JOBS)
 
 initramfs: modules selftests
@@ -90,7 +87,7 @@ check: initramfs check-patches
 	$(Q)scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results
 
 qemu: initramfs
-	$(Q)scripts/run-qemu.sh --interactive $(B)/initramfs.cpio.gz
+	$(Q)scripts/run-qemu.sh --interactive $(B)/initramfs.cpio.gz $(CONFIG)
 
 clean:
 	$(Q)rm -rf $(KVMDIR) $(B)/selftests $(B)/initramfs* $(B)/results
