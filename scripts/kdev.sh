@@ -39,6 +39,8 @@ git add -A
 git -c user.name=kdev -c user.email=kdev@invalid commit -qm \
 	"linux-source-6.12 $DEBIAN_KERNEL_VERSION (subset)"
 git tag pristine
+git config user.name "kvm-wtrack developers"
+git config user.email "kvm-wtrack@lists.invalid"
 while read -r p; do
 	case "$p" in ''|'#'*) continue ;; esac
 	git am -q "$top/kernel/patches/$p"

@@ -15,6 +15,11 @@
 #define _UAPI_LINUX_KVM_WTRACK_H
 
 #include <linux/types.h>
+#include <linux/ioctl.h>
+
+#ifndef KVMIO
+#define KVMIO 0xAE
+#endif
 
 /*
  * KVM_CHECK_EXTENSION(KVM_CAP_X86_WRITE_TRACK) returns the mask of enable
@@ -32,5 +37,27 @@
 #define KVM_WTRACK_ENABLE_EXIT		(1ULL << 0)
 
 #define KVM_WTRACK_ENABLE_VALID_MASK	(KVM_WTRACK_ENABLE_EXIT)
+
+/*
+ * A range of guest-physical memory, for KVM_WTRACK_PROTECT and
+ * KVM_WTRACK_UNPROTECT on the VM fd.  Written by userspace only.
+ */
+struct kvm_wtrack_range {
+	__u64 gpa;		/* page aligned */
+	__u64 size;		/* bytes: a non-zero multiple of the page size */
+	__u64 flags;		/* none defined yet: must be 0 */
+	__u64 reserved[5];	/* must be 0 */
+};
+
+#define KVM_WTRACK_PROTECT	_IOW(KVMIO, 0xf0, struct kvm_wtrack_range)
+#define KVM_WTRACK_UNPROTECT	_IOW(KVMIO, 0xf1, struct kvm_wtrack_range)
+
+/*
+ * kvm_run.memory_fault.flags bits of a KVM_EXIT_MEMORY_FAULT that reports a
+ * write to a protected page.  Bits 0-4 are upstream's (PRIVATE is bit 3,
+ * bit 4 is claimed), so ours start at 32.
+ */
+#define KVM_MEMORY_EXIT_FLAG_WRITE_TRACK	(1ULL << 32)
+#define KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE	(1ULL << 33)
 
 #endif /* _UAPI_LINUX_KVM_WTRACK_H */
