@@ -105,6 +105,24 @@ report_config() {
 		else
 			status=fail directive=" # exit $rc"
 		fi
+		# Our kselftest_harness tests: one TAP line per subtest, so
+		# that a skipped case (e.g. VMX under emulation) shows as such.
+		if [ "${name%%/*}" = wtrack ] && [ "$problems" = 0 ] && [ "$rc" != qemu-fault ] &&
+		   [ -n "$(harness_subtests "$out/logs/$config/$idx.log")" ]; then
+			local st sub why
+			while read -r st sub why; do
+				case $st in
+				pass) echo "ok - $label/$sub"; pass=$((pass + 1)) ;;
+				skip) echo "ok - $label/$sub # SKIP $why"; skip=$((skip + 1)) ;;
+				fail) echo "not ok - $label/$sub"; fail=$((fail + 1)) ;;
+				esac
+			done < <(harness_subtests "$out/logs/$config/$idx.log")
+			case $rc in
+			0) continue ;;
+			1) [ -n "$(harness_subtests "$out/logs/$config/$idx.log" | grep '^fail')" ] && {
+				tail -n 25 "$out/logs/$config/$idx.log" | sed 's/^/#   /'; continue; } ;;
+			esac
+		fi
 		case $status in
 		pass) echo "ok - $label ($secs s)$directive"; pass=$((pass + 1)) ;;
 		skip) echo "ok - $label$directive"; skip=$((skip + 1)) ;;
@@ -117,6 +135,28 @@ report_config() {
 		esac
 	done <"$out/$config.records"
 	echo "$pass $fail $skip" >>"$out/counts"
+}
+
+# "pass|skip|fail <test> [reason]" for each test a kselftest_harness
+# program reported.  A skip's reason is printed by the forked test itself,
+# on an unnamed "ok N # SKIP ..." line just before the harness's own line.
+harness_subtests() {
+	awk '
+	/^ok [0-9]+ # SKIP/ { reason = $0; sub(/^ok [0-9]+ # SKIP[ -]*/, "", reason); next }
+	/^(not )?ok [0-9]+ [A-Za-z0-9_]+\.[A-Za-z0-9_]+/ {
+		failed = /^not /
+		name = failed ? $4 : $3
+		sub(/^[^.]*\./, "", name)
+		if (failed)
+			print "fail", name
+		else if (/# SKIP/) {
+			why = $0; sub(/.*# SKIP */, "", why)
+			if (why == "unknown" && reason != "") why = reason
+			print "skip", name, why
+		} else
+			print "pass", name
+		reason = ""
+	}' "$1" 2>/dev/null
 }
 
 # Per-test output, for the report and for people.

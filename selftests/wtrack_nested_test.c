@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * An L2 guest writes into L1 memory that userspace protected: the exit
+ * reports the L1 guest-physical address while the vCPU stays in guest
+ * mode, no byte lands, and L2 completes the write after the unprotect.
+ * SVM runs under QEMU's emulation; VMX builds and skips there.
+ */
+#include <errno.h>
+#include <linux/kvm_wtrack.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "svm_util.h"
+#include "vmx.h"
+#include "kselftest_harness.h"
+
+#define DATA_GPA	0xc0000000ULL
+#define DATA_SLOT	1
+#define DATA_PAGES	4
+#define L2_WRITE_GPA	(DATA_GPA + 2 * PAGE_SIZE + 0x40)
+#define L2_VALUE	0x4c32L
+#define L2_STACK_WORDS	64
+
+/* L2 shares L1's page tables and, without nested paging, its GPA space. */
+static void l2_write_then_vmmcall(void)
+{
+	*(volatile uint64_t *)L2_WRITE_GPA = L2_VALUE;
+	vmmcall();
+}
+
+static void l2_write_then_vmcall(void)
+{
+	*(volatile uint64_t *)L2_WRITE_GPA = L2_VALUE;
+	vmcall();
+}
+
+static void l1_svm_code(struct svm_test_data *svm)
+{
+	unsigned long l2_stack[L2_STACK_WORDS];
+
+	generic_svm_setup(svm, l2_write_then_vmmcall, &l2_stack[L2_STACK_WORDS]);
+	run_guest(svm->vmcb, svm->vmcb_gpa);
+	GUEST_ASSERT_EQ(svm->vmcb->control.exit_code, SVM_EXIT_VMMCALL);
+	GUEST_ASSERT_EQ(*(volatile uint64_t *)L2_WRITE_GPA, L2_VALUE);
+	GUEST_DONE();
+}
+
+static void l1_vmx_code(struct vmx_pages *vmx)
+{
+	unsigned long l2_stack[L2_STACK_WORDS];
+
+	GUEST_ASSERT(prepare_for_vmx_operation(vmx));
+	GUEST_ASSERT(load_vmcs(vmx));
+	prepare_vmcs(vmx, l2_write_then_vmcall, &l2_stack[L2_STACK_WORDS]);
+	GUEST_ASSERT(!vmlaunch());
+	GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
+	GUEST_ASSERT_EQ(*(volatile uint64_t *)L2_WRITE_GPA, L2_VALUE);
+	GUEST_DONE();
+}
+
+static void wtrack_range(struct kvm_vm *vm, unsigned long cmd)
+{
+	struct kvm_wtrack_range range = {
+		.gpa = L2_WRITE_GPA & ~(PAGE_SIZE - 1),
+		.size = PAGE_SIZE,
+	};
+
+	TEST_ASSERT(!ioctl(vm->fd, cmd, &range), "KVM_WTRACK_(UN)PROTECT: errno %d", errno);
+}
+
+static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *l1_code)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_WRITE_TRACK,
+		.args = { KVM_WTRACK_ENABLE_EXIT },
+	};
+	struct kvm_vm *vm = vm_create_with_one_vcpu(vcpu, l1_code);
+
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA,
+				    DATA_SLOT, DATA_PAGES, 0);
+	virt_map(vm, DATA_GPA, DATA_GPA, DATA_PAGES);
+	vm_ioctl(vm, KVM_ENABLE_CAP, &cap);
+	return vm;
+}
+
+static void run_l2_write(struct kvm_vm *vm, struct kvm_vcpu *vcpu)
+{
+	uint64_t *data = addr_gpa2hva(vm, L2_WRITE_GPA);
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+	int r;
+
+	*data = 0;
+	wtrack_range(vm, KVM_WTRACK_PROTECT);
+
+	r = _vcpu_run(vcpu);
+	TEST_ASSERT(r == -1 && errno == EFAULT,
+		    "KVM_RUN: want -1/EFAULT, got %d errno %d (exit %s)", r, errno,
+		    exit_reason_str(run->exit_reason));
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_WRITE_TRACK,
+		    "flags 0x%llx", run->memory_fault.flags);
+	TEST_ASSERT_EQ(run->memory_fault.gpa, L2_WRITE_GPA);
+	TEST_ASSERT(run->flags & KVM_RUN_X86_GUEST_MODE, "the vCPU left L2");
+	TEST_ASSERT_EQ(*data, 0);
+
+	wtrack_range(vm, KVM_WTRACK_UNPROTECT);
+	vcpu_run(vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_DONE:
+		break;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+	default:
+		TEST_FAIL("unexpected ucall %lu", uc.cmd);
+	}
+	TEST_ASSERT_EQ(*data, L2_VALUE);
+}
+
+TEST(l2_write_svm)
+{
+	struct kvm_vcpu *vcpu;
+	vm_vaddr_t svm_gva;
+	struct kvm_vm *vm;
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
+
+	vm = create_vm(&vcpu, l1_svm_code);
+	vcpu_alloc_svm(vm, &svm_gva);
+	vcpu_args_set(vcpu, 1, svm_gva);
+	run_l2_write(vm, vcpu);
+	kvm_vm_free(vm);
+}
+
+TEST(l2_write_vmx)
+{
+	struct kvm_vcpu *vcpu;
+	vm_vaddr_t vmx_gva;
+	struct kvm_vm *vm;
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_VMX));
+
+	vm = create_vm(&vcpu, l1_vmx_code);
+	vcpu_alloc_vmx(vm, &vmx_gva);
+	vcpu_args_set(vcpu, 1, vmx_gva);
+	run_l2_write(vm, vcpu);
+	kvm_vm_free(vm);
+}
+
+TEST_HARNESS_MAIN
