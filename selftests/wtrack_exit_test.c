@@ -25,7 +25,7 @@
 #define WTRACK_EXIT_FLAGS \
 	(KVM_MEMORY_EXIT_FLAG_WRITE_TRACK | KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE)
 
-enum guest_op { OP_STORE, OP_INC, OP_DONE };
+enum guest_op { OP_STORE, OP_INC, OP_FILL, OP_DONE };
 
 /* Set by the host before each run, with sync_global_to_guest(). */
 static uint64_t guest_op, guest_addr, guest_val;
@@ -40,6 +40,11 @@ static void guest_code(void)
 		case OP_INC:
 			/* A read-modify-write: retried, it must add 1 once. */
 			asm volatile("incq (%0)" : : "r"(guest_addr) : "memory");
+			break;
+		case OP_FILL:
+			/* Touch every page of [guest_addr, guest_addr + guest_val). */
+			for (uint64_t a = guest_addr; a < guest_addr + guest_val; a += PAGE_SIZE)
+				*(volatile uint64_t *)a = a;
 			break;
 		case OP_DONE:
 			GUEST_DONE();
@@ -355,6 +360,38 @@ TEST_F(wtrack, dirty_logging_on_protected_slot)
 	kvm_vm_get_dirty_log(self->vm, DATA2_SLOT, bitmap);
 	ASSERT_NE(bitmap[0] & (1UL << 4), 0);
 	ASSERT_EQ(*hva(self->vm, gpa), 9);
+}
+
+#define HUGE_GPA	0x100000000ULL
+#define HUGE_SLOT	3
+#define HUGE_SIZE	(4ULL << 20)
+
+TEST_F(wtrack, huge_mapping_lets_no_write_through)
+{
+	uint64_t protected = HUGE_GPA + 5 * PAGE_SIZE, neighbour = HUGE_GPA + 6 * PAGE_SIZE;
+
+	vm_userspace_mem_region_add(self->vm, VM_MEM_SRC_ANONYMOUS_THP, HUGE_GPA,
+				    HUGE_SLOT, HUGE_SIZE / PAGE_SIZE, 0);
+	virt_map(self->vm, HUGE_GPA, HUGE_GPA, HUGE_SIZE / PAGE_SIZE);
+	set_guest_op(self->vm, OP_FILL, HUGE_GPA, HUGE_SIZE);
+	run_to_sync(self->vcpu);
+	if (!vm_get_stat(self->vm, "pages_2m"))
+		SKIP(return, "KVM made no 2M mapping (no THP, or shadow paging of 4K guest PTEs)");
+
+	wtrack_protect(self->vm, protected, PAGE_SIZE);
+
+	/* The rest of the 2M region stays writable... */
+	set_guest_op(self->vm, OP_STORE, neighbour, 1);
+	run_to_sync(self->vcpu);
+	ASSERT_EQ(*hva(self->vm, neighbour), 1);
+
+	/* ...but the protected page inside it is not. */
+	set_guest_op(self->vm, OP_STORE, protected, 2);
+	run_to_wtrack_exit(self->vcpu, protected);
+	ASSERT_EQ(*hva(self->vm, protected), protected);
+	wtrack_unprotect(self->vm, protected, PAGE_SIZE);
+	run_to_sync(self->vcpu);
+	ASSERT_EQ(*hva(self->vm, protected), 2);
 }
 
 TEST(not_enabled_fails_enxio)
