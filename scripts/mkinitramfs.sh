@@ -5,9 +5,13 @@
 # modules (the ones our kvm.ko and kvm-amd.ko depend on), our modules, the
 # test binaries, the test list and /init.
 #
-# usage: mkinitramfs.sh KVMDIR SELFTESTS_OUT OUTPUT
+# usage: mkinitramfs.sh [--stock] KVMDIR SELFTESTS_OUT OUTPUT
+#   --stock: Debian's own KVM modules instead of ours, to tell whether a
+#   failure comes from our patches or from the emulated machine.
 set -euo pipefail
 
+stock=
+[ "$1" = --stock ] && { stock=1; shift; }
 kvmdir=$1 sfout=$2 output=$3
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/kernel/version.mk"
@@ -24,7 +28,11 @@ for m in virt/lib/irqbypass drivers/crypto/ccp/ccp; do
 	xz -dc "$moddir/$m.ko.xz" >"$root/lib/modules/$(basename "$m").ko"
 done
 for m in kvm kvm-amd kvm-intel; do
-	strip --strip-debug -o "$root/lib/modules/$m.ko" "$kvmdir/$m.ko"
+	if [ -n "$stock" ]; then
+		xz -dc "$moddir/arch/x86/kvm/$m.ko.xz" >"$root/lib/modules/$m.ko"
+	else
+		strip --strip-debug -o "$root/lib/modules/$m.ko" "$kvmdir/$m.ko"
+	fi
 done
 
 # Our tests first, then the upstream suite; "suite timeout name [args]".

@@ -5,12 +5,13 @@
 # QEMU's software emulation (selftests/upstream.expect).
 #
 #   upstream-tests.sh list DIR      "name timeout [args]" per test to run
-#   upstream-tests.sh expect NAME   "outcome reason" if NAME is listed
+#   upstream-tests.sh expect NAME   the reason, if NAME is expected to fail
+#   upstream-tests.sh notrun        "name reason" per test not run
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 expect=$top/selftests/upstream.expect
-default_timeout=240
+default_timeout=120
 
 # name outcome timeout reason...
 entries() { grep -v '^[[:space:]]*\(#\|$\)' "$expect" || true; }
@@ -24,14 +25,15 @@ list)
 		outcome=$(echo "$line" | awk '{print $2}')
 		timeout=$(echo "$line" | awk '{print $3}')
 		[ "$outcome" = notrun ] && continue
-		echo "$name ${timeout:-$default_timeout}"
+		[ -z "$timeout" ] || [ "$timeout" = - ] && timeout=$default_timeout
+		echo "$name $timeout"
 	done
 	;;
 expect)
-	entries | awk -v n="$2" '$1 == n { $1 = ""; $3 = ""; sub(/^ +/, ""); print }'
+	entries | awk -v n="$2" '$1 == n && $2 == "fail" { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }'
 	;;
 notrun)
-	entries | awk '$2 == "notrun"'
+	entries | awk '$2 == "notrun" { name = $1; $1 = $2 = $3 = ""; sub(/^ +/, ""); print name, $0 }'
 	;;
 *)
 	echo "usage: $0 list DIR | expect NAME | notrun" >&2
