@@ -6,6 +6,7 @@
 #   make check      build, run every test in QEMU under three KVM configs,
 #                   run the upstream KVM selftests, checkpatch the series
 #   make deps       install the Debian packages everything needs (apt-get)
+#   make check-series  build the modules after each patch of the series
 #   make qemu       boot the test machine with a shell, for poking around
 #
 # V=1 shows the commands.
@@ -36,7 +37,7 @@ KERNEL_INPUTS := kernel/series kernel/Kbuild $(wildcard kernel/patches/*.patch) 
 
 MODULES := $(KVMDIR)/kvm.ko $(KVMDIR)/kvm-amd.ko $(KVMDIR)/kvm-intel.ko
 
-.PHONY: all deps modules tree headers selftests initramfs check check-patches \
+.PHONY: all deps modules tree headers selftests initramfs check check-patches check-series \
 	qemu clean distclean
 
 all: modules selftests
@@ -82,6 +83,10 @@ initramfs: modules selftests
 
 check-patches: $(LINUX)/.stamp
 	$(Q)scripts/check-patches.sh $(LINUX)
+
+# Every prefix of the series builds (slow: one module build per patch).
+check-series: $(PRISTINE)/.stamp | deps
+	$(Q)scripts/check-series.sh $(PRISTINE) $(B)/series-check $(HDRS)
 
 check: initramfs check-patches
 	$(Q)scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results

@@ -36,7 +36,7 @@ overlay=$stage/overlay.list
 while read -r p; do
 	case "$p" in ''|'#'*) continue ;; esac
 	sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$top/kernel/patches/$p" >>"$overlay"
-done <"$top/kernel/series"
+done <"${SERIES:-$top/kernel/series}"
 (cd "$top/uapi" && find . -type f -printf 'include/uapi/%P\n') >>"$overlay"
 sort -u -o "$overlay" "$overlay"
 
@@ -52,7 +52,7 @@ while read -r p; do
 		echo "prepare-tree: $p does not apply to the pristine $(basename "$pristine") tree" >&2
 		exit 1
 	fi
-done <"$top/kernel/series"
+done <"${SERIES:-$top/kernel/series}"
 
 # Files we overlaid last time but no longer touch go back to pristine.
 comm -23 <(sort "$linux/.wtrack-overlay") "$overlay" | while read -r f; do

@@ -103,7 +103,7 @@ report_config() {
 			[ -n "$expected" ] && directive=" # expected to fail, passed: update selftests/upstream.expect"
 		elif [ "$rc" = 4 ]; then
 			status=skip
-			directive=" # SKIP $(grep -m1 -o 'SKIP.*' "$out/logs/$config/$idx.log" 2>/dev/null | sed 's/^SKIP[ -]*//')"
+			directive=" # SKIP $(skip_reason "$out/logs/$config/$idx.log")"
 		elif [ -n "$expected" ]; then
 			status=skip directive=" # SKIP expected failure under emulation (exit $rc): $expected"
 		elif [ "$rc" = 137 ]; then
@@ -141,6 +141,14 @@ report_config() {
 		esac
 	done <"$out/$config.records"
 	echo "$pass $fail $skip" >>"$out/counts"
+}
+
+# Why a test skipped: its kselftest SKIP line, else its last words.
+skip_reason() {
+	local why
+	why=$(grep -m1 -o 'SKIP.*' "$1" 2>/dev/null | sed 's/^SKIP[ -]*//')
+	[ -n "$why" ] || why=$(grep -v '^Random seed' "$1" 2>/dev/null | tail -n 1)
+	echo "$why"
 }
 
 # "pass|skip|fail <test> [reason]" for each test a kselftest_harness
