@@ -4,12 +4,10 @@
  * KVM_CHECK_EXTENSION, refusals that change nothing, and a guest that runs
  * to completion with tracking enabled.
  */
-#include <errno.h>
-#include <linux/kvm_wtrack.h>
-
 #include "kvm_util.h"
 #include "processor.h"
 #include "kselftest_harness.h"
+#include "wtrack_util.h"
 
 #define DATA_GPA	0xc0000000ULL
 #define DATA_SLOT	1
@@ -58,22 +56,6 @@ FIXTURE_TEARDOWN(wtrack)
 	kvm_vm_free(self->vm);
 }
 
-static void run_to_done(struct kvm_vcpu *vcpu)
-{
-	struct ucall uc;
-
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_DONE:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
-}
-
 static void assert_guest_wrote(struct kvm_vm *vm)
 {
 	int i;
@@ -96,7 +78,7 @@ TEST_F(wtrack, reports_supported_flags)
 TEST_F(wtrack, enable_then_guest_runs)
 {
 	ASSERT_EQ(__enable_wtrack(self->vm, 0, KVM_WTRACK_ENABLE_EXIT, 0), 0);
-	run_to_done(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_DONE);
 	assert_guest_wrote(self->vm);
 }
 
@@ -105,7 +87,7 @@ TEST_F(wtrack, enable_twice_fails_eexist)
 	ASSERT_EQ(__enable_wtrack(self->vm, 0, KVM_WTRACK_ENABLE_EXIT, 0), 0);
 	ASSERT_EQ(__enable_wtrack(self->vm, 0, KVM_WTRACK_ENABLE_EXIT, 0), -1);
 	ASSERT_EQ(errno, EEXIST);
-	run_to_done(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_DONE);
 }
 
 TEST_F(wtrack, bad_arguments_fail_einval_and_change_nothing)
@@ -130,7 +112,7 @@ TEST_F(wtrack, bad_arguments_fail_einval_and_change_nothing)
 
 	/* Nothing was half-enabled: a valid enable still succeeds once. */
 	ASSERT_EQ(__enable_wtrack(self->vm, 0, KVM_WTRACK_ENABLE_EXIT, 0), 0);
-	run_to_done(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_DONE);
 	assert_guest_wrote(self->vm);
 }
 

@@ -6,12 +6,10 @@
  * unprotected.  Runs under every MMU the runner configures (TDP MMU,
  * legacy MMU, shadow paging).
  */
-#include <errno.h>
-#include <linux/kvm_wtrack.h>
-
 #include "kvm_util.h"
 #include "processor.h"
 #include "kselftest_harness.h"
+#include "wtrack_util.h"
 
 #define DATA_GPA	0xc0000000ULL
 #define DATA_SLOT	1
@@ -21,9 +19,6 @@
 #define DATA2_SLOT	2
 #define DATA2_PAGES	16
 #define PATTERN		0x6f6f6f6f6f6f6f6fULL
-
-#define WTRACK_EXIT_FLAGS \
-	(KVM_MEMORY_EXIT_FLAG_WRITE_TRACK | KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE)
 
 enum guest_op { OP_STORE, OP_INC, OP_FILL, OP_DONE };
 
@@ -67,44 +62,17 @@ static void add_data_slot(struct kvm_vm *vm, uint64_t gpa, int slot, int pages)
 
 FIXTURE_SETUP(wtrack)
 {
-	struct kvm_enable_cap cap = {
-		.cap = KVM_CAP_X86_WRITE_TRACK,
-		.args = { KVM_WTRACK_ENABLE_EXIT },
-	};
-
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_X86_WRITE_TRACK) & KVM_WTRACK_ENABLE_EXIT);
 
 	self->vm = vm_create_with_one_vcpu(&self->vcpu, guest_code);
 	add_data_slot(self->vm, DATA_GPA, DATA_SLOT, DATA_PAGES);
 	add_data_slot(self->vm, DATA2_GPA, DATA2_SLOT, DATA2_PAGES);
-	vm_ioctl(self->vm, KVM_ENABLE_CAP, &cap);
+	vm_enable_wtrack(self->vm, KVM_WTRACK_ENABLE_EXIT);
 }
 
 FIXTURE_TEARDOWN(wtrack)
 {
 	kvm_vm_free(self->vm);
-}
-
-static int __wtrack(struct kvm_vm *vm, unsigned long cmd, uint64_t gpa,
-		    uint64_t size)
-{
-	struct kvm_wtrack_range range = { .gpa = gpa, .size = size };
-
-	return ioctl(vm->fd, cmd, &range);
-}
-
-static void wtrack_protect(struct kvm_vm *vm, uint64_t gpa, uint64_t size)
-{
-	int r = __wtrack(vm, KVM_WTRACK_PROTECT, gpa, size);
-
-	TEST_ASSERT(!r, __KVM_IOCTL_ERROR("KVM_WTRACK_PROTECT", r));
-}
-
-static void wtrack_unprotect(struct kvm_vm *vm, uint64_t gpa, uint64_t size)
-{
-	int r = __wtrack(vm, KVM_WTRACK_UNPROTECT, gpa, size);
-
-	TEST_ASSERT(!r, __KVM_IOCTL_ERROR("KVM_WTRACK_UNPROTECT", r));
 }
 
 static void set_guest_op(struct kvm_vm *vm, enum guest_op op, uint64_t addr,
@@ -118,43 +86,6 @@ static void set_guest_op(struct kvm_vm *vm, enum guest_op op, uint64_t addr,
 	sync_global_to_guest(vm, guest_val);
 }
 
-/* Run until the guest reports the operation done. */
-static void run_to_sync(struct kvm_vcpu *vcpu)
-{
-	struct ucall uc;
-	int r = _vcpu_run(vcpu);
-
-	TEST_ASSERT(!r, "KVM_RUN failed: %d errno %d (exit %s)", r, errno,
-		    exit_reason_str(vcpu->run->exit_reason));
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_SYNC:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
-}
-
-/* Run and expect the write-tracking exit for the write at @gpa. */
-static void run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
-{
-	struct kvm_run *run = vcpu->run;
-	int r = _vcpu_run(vcpu);
-
-	TEST_ASSERT(r == -1 && errno == EFAULT,
-		    "KVM_RUN: want -1/EFAULT, got %d errno %d (exit %s)", r, errno,
-		    exit_reason_str(run->exit_reason));
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT((run->memory_fault.flags & WTRACK_EXIT_FLAGS) == WTRACK_EXIT_FLAGS,
-		    "flags 0x%llx lack the write-tracking bits", run->memory_fault.flags);
-	TEST_ASSERT(!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE),
-		    "a shared-memory write reported as private");
-	TEST_ASSERT_EQ(run->memory_fault.gpa, gpa);
-	TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE - (gpa & (PAGE_SIZE - 1)));
-}
-
 static uint64_t *hva(struct kvm_vm *vm, uint64_t gpa)
 {
 	return addr_gpa2hva(vm, gpa);
@@ -165,26 +96,26 @@ TEST_F(wtrack, write_stops_before_landing_then_lands_once)
 	uint64_t gpa = DATA_GPA + 5 * PAGE_SIZE + 0x128;
 	struct kvm_regs first, again;
 
-	wtrack_protect(self->vm, DATA_GPA + 5 * PAGE_SIZE, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, DATA_GPA + 5 * PAGE_SIZE, PAGE_SIZE);
 	set_guest_op(self->vm, OP_STORE, gpa, 0x1234);
 
-	run_to_wtrack_exit(self->vcpu, gpa);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 	ASSERT_EQ(*hva(self->vm, gpa), PATTERN);
 	vcpu_regs_get(self->vcpu, &first);
 
 	/* Still protected: the same instruction stops again, with no progress. */
-	run_to_wtrack_exit(self->vcpu, gpa);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 	vcpu_regs_get(self->vcpu, &again);
 	ASSERT_EQ(memcmp(&first, &again, sizeof(first)), 0);
 	ASSERT_EQ(*hva(self->vm, gpa), PATTERN);
 
-	wtrack_unprotect(self->vm, DATA_GPA + 5 * PAGE_SIZE, PAGE_SIZE);
-	run_to_sync(self->vcpu);
+	vm_wtrack_unprotect(self->vm, DATA_GPA + 5 * PAGE_SIZE, PAGE_SIZE);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, gpa), 0x1234);
 
 	/* Unprotected for good: the next write does not stop. */
 	set_guest_op(self->vm, OP_STORE, gpa, 0x5678);
-	run_to_sync(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, gpa), 0x5678);
 }
 
@@ -193,13 +124,13 @@ TEST_F(wtrack, read_modify_write_applies_once)
 	uint64_t gpa = DATA_GPA + 9 * PAGE_SIZE + 8;
 
 	*hva(self->vm, gpa) = 41;
-	wtrack_protect(self->vm, DATA_GPA + 9 * PAGE_SIZE, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, DATA_GPA + 9 * PAGE_SIZE, PAGE_SIZE);
 	set_guest_op(self->vm, OP_INC, gpa, 0);
 
-	run_to_wtrack_exit(self->vcpu, gpa);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 	ASSERT_EQ(*hva(self->vm, gpa), 41);
-	wtrack_unprotect(self->vm, DATA_GPA + 9 * PAGE_SIZE, PAGE_SIZE);
-	run_to_sync(self->vcpu);
+	vm_wtrack_unprotect(self->vm, DATA_GPA + 9 * PAGE_SIZE, PAGE_SIZE);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, gpa), 42);
 }
 
@@ -207,18 +138,18 @@ TEST_F(wtrack, only_protected_pages_stop)
 {
 	int i;
 
-	wtrack_protect(self->vm, DATA_GPA + 10 * PAGE_SIZE, 3 * PAGE_SIZE);
+	vm_wtrack_protect(self->vm, DATA_GPA + 10 * PAGE_SIZE, 3 * PAGE_SIZE);
 
 	for (i = 8; i < 16; i++) {
 		uint64_t gpa = DATA_GPA + i * PAGE_SIZE;
 
 		set_guest_op(self->vm, OP_STORE, gpa, i);
 		if (i >= 10 && i < 13) {
-			run_to_wtrack_exit(self->vcpu, gpa);
+			vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 			ASSERT_EQ(*hva(self->vm, gpa), PATTERN);
-			wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
+			vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
 		}
-		run_to_sync(self->vcpu);
+		vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 		ASSERT_EQ(*hva(self->vm, gpa), i);
 	}
 }
@@ -228,18 +159,18 @@ TEST_F(wtrack, protect_is_idempotent)
 	uint64_t gpa = DATA_GPA + 20 * PAGE_SIZE;
 
 	/* Twice protected is protected once: one unprotect releases it. */
-	wtrack_protect(self->vm, gpa, PAGE_SIZE);
-	wtrack_protect(self->vm, gpa, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
 	set_guest_op(self->vm, OP_STORE, gpa, 1);
-	run_to_wtrack_exit(self->vcpu, gpa);
-	wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
-	run_to_sync(self->vcpu);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
+	vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, gpa), 1);
 
 	/* Unprotecting an unprotected page changes nothing. */
-	wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
+	vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
 	set_guest_op(self->vm, OP_STORE, gpa, 2);
-	run_to_sync(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, gpa), 2);
 }
 
@@ -248,12 +179,12 @@ TEST_F(wtrack, range_spans_memslots)
 	uint64_t first = DATA2_GPA - 2 * PAGE_SIZE, last = DATA2_GPA + PAGE_SIZE;
 	uint64_t gpa;
 
-	wtrack_protect(self->vm, first, last + PAGE_SIZE - first);
+	vm_wtrack_protect(self->vm, first, last + PAGE_SIZE - first);
 	for (gpa = first; gpa <= last; gpa += PAGE_SIZE) {
 		set_guest_op(self->vm, OP_STORE, gpa + 16, gpa);
-		run_to_wtrack_exit(self->vcpu, gpa + 16);
-		wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
-		run_to_sync(self->vcpu);
+		vcpu_run_to_wtrack_exit(self->vcpu, gpa + 16);
+		vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
+		vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 		ASSERT_EQ(*hva(self->vm, gpa + 16), gpa);
 	}
 }
@@ -265,16 +196,16 @@ TEST_F(wtrack, bulk_protect_whole_memslots)
 	/* Map every page writable first, so protection must revoke it. */
 	for (gpa = DATA_GPA; gpa < DATA2_GPA + DATA2_PAGES * PAGE_SIZE; gpa += PAGE_SIZE) {
 		set_guest_op(self->vm, OP_STORE, gpa, 0);
-		run_to_sync(self->vcpu);
+		vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	}
 
-	wtrack_protect(self->vm, DATA_GPA, (DATA_PAGES + DATA2_PAGES) * PAGE_SIZE);
+	vm_wtrack_protect(self->vm, DATA_GPA, (DATA_PAGES + DATA2_PAGES) * PAGE_SIZE);
 	for (gpa = DATA_GPA; gpa < DATA2_GPA + DATA2_PAGES * PAGE_SIZE; gpa += PAGE_SIZE) {
 		set_guest_op(self->vm, OP_STORE, gpa, 1);
-		run_to_wtrack_exit(self->vcpu, gpa);
+		vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 		ASSERT_EQ(*hva(self->vm, gpa), 0);
-		wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
-		run_to_sync(self->vcpu);
+		vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
+		vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 		ASSERT_EQ(*hva(self->vm, gpa), 1);
 	}
 }
@@ -299,7 +230,7 @@ TEST_F(wtrack, refused_ranges_change_nothing)
 	int i;
 
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
-		ASSERT_EQ(__wtrack(self->vm, KVM_WTRACK_PROTECT, bad[i].gpa, bad[i].size), -1);
+		ASSERT_EQ(__vm_wtrack(self->vm, KVM_WTRACK_PROTECT, bad[i].gpa, bad[i].size), -1);
 		ASSERT_EQ(errno, bad[i].err) TH_LOG("range %d", i);
 	}
 
@@ -316,7 +247,7 @@ TEST_F(wtrack, refused_ranges_change_nothing)
 	/* Nothing was half-applied: every page of both slots still writable. */
 	for (gpa = DATA_GPA; gpa < DATA2_GPA + DATA2_PAGES * PAGE_SIZE; gpa += PAGE_SIZE) {
 		set_guest_op(self->vm, OP_STORE, gpa, gpa);
-		run_to_sync(self->vcpu);
+		vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 		ASSERT_EQ(*hva(self->vm, gpa), gpa);
 	}
 }
@@ -325,19 +256,19 @@ TEST_F(wtrack, deleted_memslot_comes_back_unprotected)
 {
 	uint64_t gpa = DATA2_GPA + 3 * PAGE_SIZE;
 
-	wtrack_protect(self->vm, DATA2_GPA, DATA2_PAGES * PAGE_SIZE);
+	vm_wtrack_protect(self->vm, DATA2_GPA, DATA2_PAGES * PAGE_SIZE);
 	vm_mem_region_delete(self->vm, DATA2_SLOT);
 	vm_userspace_mem_region_add(self->vm, VM_MEM_SRC_ANONYMOUS, DATA2_GPA,
 				    DATA2_SLOT, DATA2_PAGES, 0);
 
 	set_guest_op(self->vm, OP_STORE, gpa, 7);
-	run_to_sync(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, gpa), 7);
 
 	/* And it can be protected again. */
-	wtrack_protect(self->vm, gpa, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
 	set_guest_op(self->vm, OP_STORE, gpa, 8);
-	run_to_wtrack_exit(self->vcpu, gpa);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 }
 
 TEST_F(wtrack, dirty_logging_on_protected_slot)
@@ -345,18 +276,18 @@ TEST_F(wtrack, dirty_logging_on_protected_slot)
 	uint64_t gpa = DATA2_GPA + 4 * PAGE_SIZE;
 	unsigned long bitmap[1] = {};
 
-	wtrack_protect(self->vm, gpa, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
 	vm_mem_region_set_flags(self->vm, DATA2_SLOT, KVM_MEM_LOG_DIRTY_PAGES);
 	kvm_vm_get_dirty_log(self->vm, DATA2_SLOT, bitmap);
 
 	/* Turning dirty logging on (a flags-only change) keeps the protection. */
 	set_guest_op(self->vm, OP_STORE, gpa, 9);
-	run_to_wtrack_exit(self->vcpu, gpa);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 	kvm_vm_get_dirty_log(self->vm, DATA2_SLOT, bitmap);
 	ASSERT_EQ(bitmap[0] & (1UL << 4), 0);
 
-	wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
-	run_to_sync(self->vcpu);
+	vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	kvm_vm_get_dirty_log(self->vm, DATA2_SLOT, bitmap);
 	ASSERT_NE(bitmap[0] & (1UL << 4), 0);
 	ASSERT_EQ(*hva(self->vm, gpa), 9);
@@ -374,23 +305,23 @@ TEST_F(wtrack, huge_mapping_lets_no_write_through)
 				    HUGE_SLOT, HUGE_SIZE / PAGE_SIZE, 0);
 	virt_map(self->vm, HUGE_GPA, HUGE_GPA, HUGE_SIZE / PAGE_SIZE);
 	set_guest_op(self->vm, OP_FILL, HUGE_GPA, HUGE_SIZE);
-	run_to_sync(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	if (!vm_get_stat(self->vm, "pages_2m"))
 		SKIP(return, "KVM made no 2M mapping (no THP, or shadow paging of 4K guest PTEs)");
 
-	wtrack_protect(self->vm, protected, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, protected, PAGE_SIZE);
 
 	/* The rest of the 2M region stays writable... */
 	set_guest_op(self->vm, OP_STORE, neighbour, 1);
-	run_to_sync(self->vcpu);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, neighbour), 1);
 
 	/* ...but the protected page inside it is not. */
 	set_guest_op(self->vm, OP_STORE, protected, 2);
-	run_to_wtrack_exit(self->vcpu, protected);
+	vcpu_run_to_wtrack_exit(self->vcpu, protected);
 	ASSERT_EQ(*hva(self->vm, protected), protected);
-	wtrack_unprotect(self->vm, protected, PAGE_SIZE);
-	run_to_sync(self->vcpu);
+	vm_wtrack_unprotect(self->vm, protected, PAGE_SIZE);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, protected), 2);
 }
 

@@ -5,14 +5,12 @@
  * mode, no byte lands, and L2 completes the write after the unprotect.
  * SVM runs under QEMU's emulation; VMX builds and skips there.
  */
-#include <errno.h>
-#include <linux/kvm_wtrack.h>
-
 #include "kvm_util.h"
 #include "processor.h"
 #include "svm_util.h"
 #include "vmx.h"
 #include "kselftest_harness.h"
+#include "wtrack_util.h"
 
 #define DATA_GPA	0xc0000000ULL
 #define DATA_SLOT	1
@@ -58,63 +56,31 @@ static void l1_vmx_code(struct vmx_pages *vmx)
 	GUEST_DONE();
 }
 
-static void wtrack_range(struct kvm_vm *vm, unsigned long cmd)
-{
-	struct kvm_wtrack_range range = {
-		.gpa = L2_WRITE_GPA & ~(PAGE_SIZE - 1),
-		.size = PAGE_SIZE,
-	};
-
-	TEST_ASSERT(!ioctl(vm->fd, cmd, &range), "KVM_WTRACK_(UN)PROTECT: errno %d", errno);
-}
-
 static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *l1_code)
 {
-	struct kvm_enable_cap cap = {
-		.cap = KVM_CAP_X86_WRITE_TRACK,
-		.args = { KVM_WTRACK_ENABLE_EXIT },
-	};
 	struct kvm_vm *vm = vm_create_with_one_vcpu(vcpu, l1_code);
 
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA,
 				    DATA_SLOT, DATA_PAGES, 0);
 	virt_map(vm, DATA_GPA, DATA_GPA, DATA_PAGES);
-	vm_ioctl(vm, KVM_ENABLE_CAP, &cap);
+	vm_enable_wtrack(vm, KVM_WTRACK_ENABLE_EXIT);
 	return vm;
 }
 
+/* L2 writes into a protected L1 page: stopped in guest mode, then done. */
 static void run_l2_write(struct kvm_vm *vm, struct kvm_vcpu *vcpu)
 {
 	uint64_t *data = addr_gpa2hva(vm, L2_WRITE_GPA);
-	struct kvm_run *run = vcpu->run;
-	struct ucall uc;
-	int r;
 
 	*data = 0;
-	wtrack_range(vm, KVM_WTRACK_PROTECT);
+	vm_wtrack_protect(vm, L2_WRITE_GPA & ~(PAGE_SIZE - 1), PAGE_SIZE);
 
-	r = _vcpu_run(vcpu);
-	TEST_ASSERT(r == -1 && errno == EFAULT,
-		    "KVM_RUN: want -1/EFAULT, got %d errno %d (exit %s)", r, errno,
-		    exit_reason_str(run->exit_reason));
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_WRITE_TRACK,
-		    "flags 0x%llx", run->memory_fault.flags);
-	TEST_ASSERT_EQ(run->memory_fault.gpa, L2_WRITE_GPA);
-	TEST_ASSERT(run->flags & KVM_RUN_X86_GUEST_MODE, "the vCPU left L2");
+	vcpu_run_to_wtrack_exit(vcpu, L2_WRITE_GPA);
+	TEST_ASSERT(vcpu->run->flags & KVM_RUN_X86_GUEST_MODE, "the vCPU left L2");
 	TEST_ASSERT_EQ(*data, 0);
 
-	wtrack_range(vm, KVM_WTRACK_UNPROTECT);
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	switch (get_ucall(vcpu, &uc)) {
-	case UCALL_DONE:
-		break;
-	case UCALL_ABORT:
-		REPORT_GUEST_ASSERT(uc);
-	default:
-		TEST_FAIL("unexpected ucall %lu", uc.cmd);
-	}
+	vm_wtrack_unprotect(vm, L2_WRITE_GPA & ~(PAGE_SIZE - 1), PAGE_SIZE);
+	vcpu_run_to_ucall(vcpu, UCALL_DONE);
 	TEST_ASSERT_EQ(*data, L2_VALUE);
 }
 

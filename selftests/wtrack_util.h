@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the kvm-wtrack selftests.  As in kvm_util.h, __foo()
+ * returns the raw ioctl result for negative tests and foo() asserts.
+ */
+#ifndef SELFTEST_KVM_WTRACK_UTIL_H
+#define SELFTEST_KVM_WTRACK_UTIL_H
+
+#include <errno.h>
+#include <linux/kvm_wtrack.h>
+
+#include "kvm_util.h"
+#include "ucall_common.h"
+
+#define WTRACK_EXIT_FLAGS \
+	(KVM_MEMORY_EXIT_FLAG_WRITE_TRACK | KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE)
+
+static inline void vm_enable_wtrack(struct kvm_vm *vm, uint64_t flags)
+{
+	vm_enable_cap(vm, KVM_CAP_X86_WRITE_TRACK, flags);
+}
+
+static inline int __vm_wtrack(struct kvm_vm *vm, unsigned long cmd,
+			      uint64_t gpa, uint64_t size)
+{
+	struct kvm_wtrack_range range = { .gpa = gpa, .size = size };
+
+	return ioctl(vm->fd, cmd, &range);
+}
+
+static inline void vm_wtrack_protect(struct kvm_vm *vm, uint64_t gpa,
+				     uint64_t size)
+{
+	int r = __vm_wtrack(vm, KVM_WTRACK_PROTECT, gpa, size);
+
+	TEST_ASSERT(!r, __KVM_IOCTL_ERROR("KVM_WTRACK_PROTECT", r));
+}
+
+static inline void vm_wtrack_unprotect(struct kvm_vm *vm, uint64_t gpa,
+				       uint64_t size)
+{
+	int r = __vm_wtrack(vm, KVM_WTRACK_UNPROTECT, gpa, size);
+
+	TEST_ASSERT(!r, __KVM_IOCTL_ERROR("KVM_WTRACK_UNPROTECT", r));
+}
+
+/* Run until the guest makes the ucall @want (UCALL_SYNC, UCALL_DONE). */
+static inline void vcpu_run_to_ucall(struct kvm_vcpu *vcpu, uint64_t want)
+{
+	struct ucall uc;
+	int r = _vcpu_run(vcpu);
+
+	TEST_ASSERT(!r, "KVM_RUN failed: %d errno %d (exit %s)", r, errno,
+		    exit_reason_str(vcpu->run->exit_reason));
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT(uc.cmd == want, "ucall %lu, want %lu", uc.cmd, want);
+}
+
+/* Run and expect the write-tracking exit for a write at @gpa. */
+static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
+{
+	struct kvm_run *run = vcpu->run;
+	int r = _vcpu_run(vcpu);
+
+	TEST_ASSERT(r == -1 && errno == EFAULT,
+		    "KVM_RUN: want -1/EFAULT, got %d errno %d (exit %s)", r, errno,
+		    exit_reason_str(run->exit_reason));
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT((run->memory_fault.flags & WTRACK_EXIT_FLAGS) == WTRACK_EXIT_FLAGS,
+		    "flags 0x%llx lack the write-tracking bits", run->memory_fault.flags);
+	TEST_ASSERT(!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE),
+		    "a shared-memory write reported as private");
+	TEST_ASSERT_EQ(run->memory_fault.gpa, gpa);
+	TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE - (gpa & (PAGE_SIZE - 1)));
+}
+
+#endif /* SELFTEST_KVM_WTRACK_UTIL_H */
