@@ -38,6 +38,7 @@ KERNEL_INPUTS := kernel/series kernel/Kbuild $(wildcard kernel/patches/*.patch) 
 MODULES := $(KVMDIR)/kvm.ko $(KVMDIR)/kvm-amd.ko $(KVMDIR)/kvm-intel.ko
 
 .PHONY: all deps modules tree headers selftests initramfs check check-patches check-series \
+	check-runner \
 	qemu clean distclean
 
 all: modules selftests
@@ -88,7 +89,11 @@ check-patches: $(LINUX)/.stamp
 check-series: $(PRISTINE)/.stamp | deps
 	$(Q)scripts/check-series.sh $(PRISTINE) $(B)/series-check $(HDRS)
 
-check: initramfs check-patches
+# The runner's own test: a fake QEMU that freezes, dies, warns and fails.
+check-runner:
+	$(Q)scripts/tests/runner-test.sh
+
+check: check-runner initramfs check-patches
 	$(Q)scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results
 
 qemu: initramfs

@@ -1,0 +1,66 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Test the test runner itself, on the host, against a fake QEMU
+# (fake-qemu.sh): a machine that freezes once is resumed and the test
+# passes; a QEMU that keeps dying fails its test after bounded retries; a
+# real failure runs once and fails; a WARNING in the kernel log fails a
+# test that exited 0; skips stay skips; the summary counts and the exit
+# status follow.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cat >"$work/plan" <<'PLAN'
+1 t_pass pass
+2 t_freeze freeze-once
+3 t_fail fail
+4 t_warn warn
+5 t_abort abort
+6 t_skip skip
+7 t_after pass
+PLAN
+mkdir -p "$work/state"
+
+out=$(FAKE_PLAN=$work/plan FAKE_STATE=$work/state QEMU=$here/fake-qemu.sh \
+      CONFIGS=default:wtrack STALL=3 RETRIES=2 \
+      "$top/scripts/run-tests.sh" /dev/null "$work/results" 2>&1)
+rc=$?
+
+pass=0 fail=0
+expect() {
+	if grep -qE "$1" <<<"$out"; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "runner-test: missing: $1"
+	fi
+}
+expect '^ok - default/wtrack/t_pass'
+expect '^ok - default/wtrack/t_freeze'
+expect 'froze .* during wtrack/t_freeze; retrying'
+expect '^not ok - default/wtrack/t_fail .*# exit 1'
+expect '^not ok - default/wtrack/t_warn .*# kernel log problems'
+expect 'WARNING: CPU: 0 PID: 1 at arch/x86/kvm/x86.c'
+expect '^not ok - default/wtrack/t_abort .*# QEMU fault: QEMU exited with status 134, 3 times'
+expect '^ok - default/wtrack/t_skip # SKIP no such feature'
+expect '^ok - default/wtrack/t_after'
+expect '^3 passed, 3 failed, 1 skipped$'
+
+runs=$(cat "$work"/results/default.boot*.log | grep -c '^@@RUN 3 ')
+if [ "$runs" = 1 ] && [ "$rc" != 0 ]; then
+	pass=$((pass + 1))
+else
+	fail=$((fail + 1))
+	echo "runner-test: a real failure ran $runs times; runner exit status $rc"
+fi
+
+if [ $fail != 0 ] || [ -n "${VERBOSE:-}" ]; then
+	echo "runner-test: the runner's output was:"
+	sed 's/^/  | /' <<<"$out"
+fi
+echo "runner-test: $pass passed, $fail failed"
+[ $fail = 0 ]
