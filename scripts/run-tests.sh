@@ -18,7 +18,7 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 initramfs=$1 out=$2
-CONFIGS=${CONFIGS:-"default:wtrack,upstream tdp_mmu0:wtrack,upstream npt0:wtrack"}
+CONFIGS=${CONFIGS:-"default:wtrack,upstream npt0:wtrack,upstream tdp_mmu0:wtrack,upstream"}
 RETRIES=${RETRIES:-2}
 STALL=${STALL:-120}
 
