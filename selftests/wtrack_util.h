@@ -58,8 +58,9 @@ static inline void vcpu_run_to_ucall(struct kvm_vcpu *vcpu, uint64_t want)
 	TEST_ASSERT(uc.cmd == want, "ucall %lu, want %lu", uc.cmd, want);
 }
 
-/* Run and expect the write-tracking exit for a write at @gpa. */
-static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
+/* Run and expect the write-tracking exit for a write of @size at @gpa. */
+static inline void __vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa,
+					     uint64_t size)
 {
 	struct kvm_run *run = vcpu->run;
 	int r = _vcpu_run(vcpu);
@@ -72,8 +73,19 @@ static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
 		    "flags 0x%llx lack the write-tracking bits", run->memory_fault.flags);
 	TEST_ASSERT(!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE),
 		    "a shared-memory write reported as private");
+	TEST_ASSERT(!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED),
+		    "a stopped write reported as landed");
 	TEST_ASSERT_EQ(run->memory_fault.gpa, gpa);
-	TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE - (gpa & (PAGE_SIZE - 1)));
+	TEST_ASSERT_EQ(run->memory_fault.size, size);
+}
+
+/*
+ * A hardware write fault does not tell the access size: the exit reports
+ * the rest of the page.
+ */
+static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
+{
+	__vcpu_run_to_wtrack_exit(vcpu, gpa, PAGE_SIZE - (gpa & (PAGE_SIZE - 1)));
 }
 
 #endif /* SELFTEST_KVM_WTRACK_UTIL_H */

@@ -59,5 +59,11 @@ struct kvm_wtrack_range {
  */
 #define KVM_MEMORY_EXIT_FLAG_WRITE_TRACK	(1ULL << 32)
 #define KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE	(1ULL << 33)
+/*
+ * Set as well when the write could not be stopped and has already landed
+ * (a hardware task switch that KVM emulates); KVM_RUN resumes after it and
+ * nothing is retried.  See Documentation/wtrack.rst.
+ */
+#define KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED	(1ULL << 34)
 
 #endif /* _UAPI_LINUX_KVM_WTRACK_H */
