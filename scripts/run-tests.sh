@@ -7,9 +7,12 @@
 # A machine that freezes (silent console) or a QEMU that dies is a QEMU
 # fault, not a test result: the boot resumes at the interrupted test, at
 # most $RETRIES times per test; a test that was interrupted more often
-# fails.  A test that failed on its own is never retried.  Any problem in
-# the guest's kernel log (WARN, BUG, oops, lockdep, KASAN...) fails the test
-# during which it was logged, or the configuration when outside any test.
+# fails.  A test that failed on its own is not retried, unless
+# selftests/upstream.expect lists it as flaky in that configuration: then it
+# gets up to $FLAKY_RUNS runs in all, each in a fresh boot, and the last one
+# counts.  Any problem in the guest's kernel log (WARN, BUG, oops, lockdep,
+# KASAN...) fails the test during which it was logged, with no rerun, or the
+# configuration when outside any test.
 #
 # usage: run-tests.sh INITRAMFS RESULTS_DIR
 #   CONFIGS="default:wtrack,upstream ..."  what to run where
@@ -20,6 +23,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 initramfs=$1 out=$2
 CONFIGS=${CONFIGS:-"default:wtrack,upstream npt0:wtrack,upstream tdp_mmu0:wtrack,upstream"}
 RETRIES=${RETRIES:-2}
+FLAKY_RUNS=${FLAKY_RUNS:-3}
 STALL=${STALL:-120}
 
 rm -rf "$out" && mkdir -p "$out"
@@ -73,6 +77,32 @@ run_config() {
 			first=$idx
 		fi
 	done
+	rerun_flaky "$config" "$suites"
+}
+
+# Run each failed flaky test again in fresh boots until it passes or has
+# run $FLAKY_RUNS times; its RESULT record becomes that of the last run,
+# with "runs N" appended.
+rerun_flaky() {
+	local config=$1 suites=$2 rec=$out/$config.records
+	local idx name rc secs problems runs
+	while read -r _ idx name rc secs problems; do
+		[ -n "$("$top/scripts/upstream-tests.sh" flaky "$config" "${name#upstream/}")" ] || continue
+		runs=1
+		while [ "$rc" != 0 ] && [ "$rc" != 4 ] && [ "$problems" = 0 ] && [ $runs -lt "$FLAKY_RUNS" ]; do
+			runs=$((runs + 1))
+			echo "# $config: $name failed (exit $rc) and is known to be flaky; run $runs of $FLAKY_RUNS" >&2
+			local log=$out/$config.rerun$idx-$runs.log parsed result
+			"$top/scripts/run-qemu.sh" --log "$log" --stall "$STALL" "$initramfs" \
+				"wtrack.config=$config wtrack.suites=$suites wtrack.first=$idx wtrack.only=$name"
+			parsed=$(awk -v klog="$out/$config.klog" -f "$top/scripts/parse-console.awk" "$log")
+			grep -E '^(FATAL|OUTSIDE) ' <<<"$parsed" >>"$rec"
+			result=$(grep "^RESULT $idx " <<<"$parsed") || continue
+			read -r _ _ _ rc secs problems <<<"$result"
+		done
+		[ $runs = 1 ] && continue
+		sed -i "s|^RESULT $idx .*|RESULT $idx $name $rc $secs $problems runs $runs|" "$rec"
+	done < <(grep -E '^RESULT [0-9]+ upstream/[^ ]+ [0-9]+ ' "$rec")
 }
 
 # Turn one configuration's records into TAP lines; counts go to $out/counts.
@@ -92,15 +122,20 @@ report_config() {
 			awk '$1 == 0 { $1 = "#  "; print }' "$out/$config.klog"
 			fail=$((fail + 1)); continue ;;
 		esac
-		local expected=""
-		[ "${name%%/*}" = upstream ] && expected=$("$top/scripts/upstream-tests.sh" expect "${name#upstream/}")
+		local expected="" flaky=""
+		if [ "${name%%/*}" = upstream ]; then
+			expected=$("$top/scripts/upstream-tests.sh" fail "$config" "${name#upstream/}")
+			flaky=$("$top/scripts/upstream-tests.sh" flaky "$config" "${name#upstream/}")
+		fi
 		if [ "$rc" = qemu-fault ]; then
 			status=fail directive=" # QEMU fault: $rest"
 		elif [ "$problems" != 0 ]; then
 			status=fail directive=" # kernel log problems (exit $rc)"
 		elif [ "$rc" = 0 ]; then
 			status=pass
-			[ -n "$expected" ] && directive=" # expected to fail, passed: update selftests/upstream.expect"
+			[ -n "$expected" ] && directive=" # passed, though selftests/upstream.expect says it fails here"
+			[ "${rest% *}" = runs ] &&
+				directive=" # passed on run ${rest#* } of $FLAKY_RUNS; flaky here: $flaky"
 		elif [ "$rc" = 4 ]; then
 			status=skip
 			directive=" # SKIP $(skip_reason "$out/logs/$config/$idx.log")"
@@ -108,6 +143,8 @@ report_config() {
 			status=skip directive=" # SKIP expected failure under emulation (exit $rc): $expected"
 		elif [ "$rc" = 137 ]; then
 			status=fail directive=" # timed out"
+		elif [ "${rest% *}" = runs ]; then
+			status=fail directive=" # exit $rc in all ${rest#* } runs"
 		else
 			status=fail directive=" # exit $rc"
 		fi
@@ -177,7 +214,7 @@ harness_subtests() {
 split_logs() {
 	local config=$1
 	mkdir -p "$out/logs/$config"
-	cat "$out/$config".boot*.log | awk -v d="$out/logs/$config" '
+	cat "$out/$config".boot*.log "$out/$config".rerun*.log 2>/dev/null | awk -v d="$out/logs/$config" '
 		{ sub(/\r$/, "") }
 		/^@@RUN / { f = d "/" $2 ".log"; printf "" > f; next }
 		/^@@END / { close(f); f = ""; next }

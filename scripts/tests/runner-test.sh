@@ -4,9 +4,10 @@
 # Test the test runner itself, on the host, against a fake QEMU
 # (fake-qemu.sh): a machine that freezes once is resumed and the test
 # passes; a QEMU that keeps dying fails its test after bounded retries; a
-# real failure runs once and fails; a WARNING in the kernel log fails a
-# test that exited 0; skips stay skips; the summary counts and the exit
-# status follow.
+# real failure runs once and fails; a flaky upstream test that fails once
+# passes on its rerun, one that keeps failing fails after three runs; a
+# WARNING in the kernel log fails a test that exited 0; skips stay skips;
+# the summary counts and the exit status follow.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,11 +23,19 @@ cat >"$work/plan" <<'PLAN'
 5 t_abort abort
 6 t_skip skip
 7 t_after pass
+8 upstream/t_flaky fail-once
+9 upstream/t_flaky_fails fail
+10 upstream/t_expected_fail fail
 PLAN
+cat >"$work/expect" <<'EXPECT'
+t_flaky          default  flaky  -  fails now and then
+t_flaky_fails    all      flaky  -  fails now and then
+t_expected_fail  default  fail   -  cannot work here
+EXPECT
 mkdir -p "$work/state"
 
 out=$(FAKE_PLAN=$work/plan FAKE_STATE=$work/state QEMU=$here/fake-qemu.sh \
-      CONFIGS=default:wtrack STALL=3 RETRIES=2 \
+      UPSTREAM_EXPECT=$work/expect CONFIGS=default:wtrack,upstream STALL=3 RETRIES=2 \
       "$top/scripts/run-tests.sh" /dev/null "$work/results" 2>&1)
 rc=$?
 
@@ -48,9 +57,13 @@ expect 'WARNING: CPU: 0 PID: 1 at arch/x86/kvm/x86.c'
 expect '^not ok - default/wtrack/t_abort .*# QEMU fault: QEMU exited with status 134, 3 times'
 expect '^ok - default/wtrack/t_skip # SKIP no such feature'
 expect '^ok - default/wtrack/t_after'
-expect '^3 passed, 3 failed, 1 skipped$'
+expect '^ok - default/upstream/t_flaky \(0 s\) # passed on run 2 of 3; flaky here: fails now and then'
+expect '^not ok - default/upstream/t_flaky_fails .*# exit 1 in all 3 runs'
+expect '^ok - default/upstream/t_expected_fail # SKIP expected failure under emulation \(exit 1\): cannot work here'
+expect '^4 passed, 4 failed, 2 skipped$'
 
-runs=$(cat "$work"/results/default.boot*.log | grep -c '^@@RUN 3 ')
+runs=$(cat "$work"/results/default.boot*.log "$work"/results/default.rerun*.log |
+	grep -c '^@@RUN 3 ')
 if [ "$runs" = 1 ] && [ "$rc" != 0 ]; then
 	pass=$((pass + 1))
 else
