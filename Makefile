@@ -7,6 +7,7 @@
 #                   run the upstream KVM selftests, checkpatch the series
 #   make deps       install the Debian packages everything needs (apt-get)
 #   make check-series  build the modules after each patch of the series
+#   make bench      run the benchmark in the test machine (ratios)
 #   make qemu       boot the test machine with a shell, for poking around
 #
 # V=1 shows the commands.
@@ -38,7 +39,7 @@ KERNEL_INPUTS := kernel/series kernel/Kbuild $(wildcard kernel/patches/*.patch) 
 MODULES := $(KVMDIR)/kvm.ko $(KVMDIR)/kvm-amd.ko $(KVMDIR)/kvm-intel.ko
 
 .PHONY: all deps modules tree headers selftests initramfs check check-patches check-series \
-	check-runner \
+	check-runner bench \
 	qemu clean distclean
 
 all: modules selftests
@@ -95,6 +96,12 @@ check-runner:
 
 check: check-runner initramfs check-patches
 	$(Q)scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results
+
+# The benchmark, in one boot of the test machine (CONFIG=npt0 etc.).
+bench: initramfs
+	$(Q)scripts/run-qemu.sh --log $(B)/bench.log --stall 300 $(B)/initramfs.cpio.gz \
+		"wtrack.config=$(or $(CONFIG),default) wtrack.suites=bench"
+	$(Q)sed -n 's/^@@O //p' $(B)/bench.log
 
 qemu: initramfs
 	$(Q)scripts/run-qemu.sh --interactive $(B)/initramfs.cpio.gz $(CONFIG)

@@ -19,7 +19,7 @@ moddir=/lib/modules/$KERNEL_RELEASE/kernel
 
 root=$(mktemp -d "$(dirname "$output")/initramfs.XXXXXX")
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/wtrack,tests/upstream}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/wtrack,tests/upstream,tests/bench}
 
 cp /bin/busybox "$root/bin/busybox"
 cp "$top/scripts/initramfs/init" "$root/init"
@@ -35,13 +35,18 @@ for m in kvm kvm-amd kvm-intel; do
 	fi
 done
 
-# Our tests first, then the upstream suite; "suite timeout name [args]".
+# Our tests first, the benchmark (only run by 'make bench'), then the
+# upstream suite; "suite timeout name [args]".
 list=$root/tests/list
 for t in "$sfout"/wtrack/*_test; do
 	[ -x "$t" ] || continue
 	strip -o "$root/tests/wtrack/$(basename "$t")" "$t"
 	echo "wtrack 300 $(basename "$t")" >>"$list"
 done
+if [ -x "$sfout/wtrack/wtrack_bench" ]; then
+	strip -o "$root/tests/bench/wtrack_bench" "$sfout/wtrack/wtrack_bench"
+	echo "bench 1200 wtrack_bench" >>"$list"
+fi
 "$top/scripts/upstream-tests.sh" list "$sfout/upstream" | while read -r name timeout args; do
 	bin=${name%%:*}
 	mkdir -p "$root/tests/upstream/$(dirname "$bin")"
