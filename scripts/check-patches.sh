@@ -15,11 +15,16 @@ cp=("$linux/scripts/checkpatch.pl" --strict --no-tree --terse --show-types --col
 # FILE_PATH_CHANGES asks for MAINTAINERS updates, which this out-of-tree
 # series does not carry.
 
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
 errors=0
 check() {
 	local what=$1 out n
 	shift
-	out=$("${cp[@]}" "$@" 2>&1)
+	# From a scratch directory: --strict caches CamelCase names in
+	# the working directory when that is a git tree.
+	out=$(cd "$scratch" && "${cp[@]}" "$@" 2>&1)
 	n=$(grep -cE ': (WARNING|CHECK):' <<<"$out")
 	if grep -q ': ERROR:' <<<"$out"; then
 		errors=$((errors + 1))
