@@ -43,6 +43,37 @@ static void l1_svm_code(struct svm_test_data *svm)
 	GUEST_DONE();
 }
 
+static void l2_vmmcall(void)
+{
+	vmmcall();
+}
+
+/*
+ * VMRUN without the library's run_guest(), which stores into vmcb12 from
+ * L1: only KVM may write the protected vmcb12 here.  VMRUN keeps L1's RAX,
+ * RSP and RIP; the callee-saved registers are saved around it.
+ */
+static void l1_vmrun(uint64_t vmcb_gpa)
+{
+	asm volatile("push %%rbp; push %%rbx; push %%r12; push %%r13; push %%r14; push %%r15\n\t"
+		     "vmrun %%rax\n\t"
+		     "pop %%r15; pop %%r14; pop %%r13; pop %%r12; pop %%rbx; pop %%rbp"
+		     : : "a"(vmcb_gpa)
+		     : "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory", "cc");
+}
+
+/* Stops after setting up vmcb12, so that the host can protect it. */
+static void l1_svm_vmcb12_code(struct svm_test_data *svm)
+{
+	unsigned long l2_stack[L2_STACK_WORDS];
+
+	generic_svm_setup(svm, l2_vmmcall, &l2_stack[L2_STACK_WORDS]);
+	GUEST_SYNC(0);
+	l1_vmrun(svm->vmcb_gpa);
+	GUEST_ASSERT_EQ(svm->vmcb->control.exit_code, SVM_EXIT_VMMCALL);
+	GUEST_DONE();
+}
+
 static void l1_vmx_code(struct vmx_pages *vmx)
 {
 	unsigned long l2_stack[L2_STACK_WORDS];
@@ -97,6 +128,33 @@ TEST(l2_write_svm)
 	vcpu_alloc_svm(vm, &svm_gva);
 	vcpu_args_set(vcpu, 1, svm_gva);
 	run_l2_write(vm, vcpu);
+	kvm_vm_free(vm);
+}
+
+/*
+ * KVM writes vmcb12 on L1's behalf at the nested VM-exit: with the page
+ * protected, the write lands and is reported once, and L1 reads the exit
+ * code KVM wrote.
+ */
+TEST(vmcb12_writes_are_reported_svm)
+{
+	struct svm_test_data *svm;
+	struct kvm_vcpu *vcpu;
+	vm_vaddr_t svm_gva;
+	struct kvm_vm *vm;
+	uint64_t page;
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
+
+	vm = create_vm(&vcpu, l1_svm_vmcb12_code);
+	svm = vcpu_alloc_svm(vm, &svm_gva);
+	vcpu_args_set(vcpu, 1, svm_gva);
+	page = svm->vmcb_gpa & ~(PAGE_SIZE - 1);
+
+	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
+	vm_wtrack_protect(vm, page, PAGE_SIZE);
+	TEST_ASSERT_EQ(vcpu_run_count_landed(vcpu, page, UCALL_DONE), 1);
 	kvm_vm_free(vm);
 }
 

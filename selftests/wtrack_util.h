@@ -88,4 +88,40 @@ static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
 	__vcpu_run_to_wtrack_exit(vcpu, gpa, PAGE_SIZE - (gpa & (PAGE_SIZE - 1)));
 }
 
+/*
+ * Run until the guest makes the ucall @want, accepting only reports of
+ * writes KVM made itself to @page (flagged as landed) on the way.
+ * Returns how many there were.
+ */
+static inline int vcpu_run_count_landed(struct kvm_vcpu *vcpu, uint64_t page,
+					uint64_t want)
+{
+	const uint64_t flags = WTRACK_EXIT_FLAGS | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+	int n;
+
+	for (n = 0; n < 1000; n++) {
+		int r = _vcpu_run(vcpu);
+
+		if (r == -1 && errno == EFAULT &&
+		    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			TEST_ASSERT(run->memory_fault.flags == flags,
+				    "flags 0x%llx, want 0x%lx", run->memory_fault.flags, flags);
+			TEST_ASSERT_EQ(run->memory_fault.gpa, page);
+			TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE);
+			continue;
+		}
+		TEST_ASSERT(!r, "KVM_RUN failed: %d errno %d (exit %s)", r, errno,
+			    exit_reason_str(run->exit_reason));
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+		if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+			REPORT_GUEST_ASSERT(uc);
+		TEST_ASSERT(uc.cmd == want, "ucall %lu, want %lu", uc.cmd, want);
+		return n;
+	}
+	TEST_FAIL("%d reports of writes to 0x%lx and no ucall", n, page);
+	return n;
+}
+
 #endif /* SELFTEST_KVM_WTRACK_UTIL_H */

@@ -60,10 +60,13 @@ struct kvm_wtrack_range {
 #define KVM_MEMORY_EXIT_FLAG_WRITE_TRACK	(1ULL << 32)
 #define KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE	(1ULL << 33)
 /*
- * Set as well when the write could not be stopped and has already landed
- * (a hardware task switch that KVM emulates); KVM_RUN resumes after it and
- * nothing is retried.  See Documentation/wtrack.rst.
+ * Set as well when the write could not be stopped and has already landed:
+ * a write KVM made on its own (kvmclock, steal time, vmcb12, a task
+ * switch...).  gpa and size name the page; nothing is retried.  With
+ * OVERFLOW too, more pages were written than KVM could queue (gpa and size
+ * are 0).  See Documentation/wtrack.rst for the writers.
  */
 #define KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED	(1ULL << 34)
+#define KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW	(1ULL << 35)
 
 #endif /* _UAPI_LINUX_KVM_WTRACK_H */
