@@ -119,6 +119,34 @@ TEST_F(wtrack, write_stops_before_landing_then_lands_once)
 	ASSERT_EQ(*hva(self->vm, gpa), 0x5678);
 }
 
+/*
+ * Under the TDP MMU, KVM_WTRACK_UNPROTECT gives the SPTE its write access
+ * back: the retried write lands without another page fault.  The other
+ * MMUs take one more fault there, by design.
+ */
+TEST_F(wtrack, unprotect_gives_write_access_back)
+{
+	uint64_t gpa = DATA_GPA + 7 * PAGE_SIZE;
+	uint64_t faults;
+
+	if (!kvm_is_tdp_enabled() || !get_kvm_param_bool("tdp_mmu"))
+		SKIP(return, "the retry faults once more without the TDP MMU");
+
+	/* Map the page, and the guest's code, stack and ucall pages. */
+	set_guest_op(self->vm, OP_STORE, gpa, 6);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
+
+	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
+	set_guest_op(self->vm, OP_STORE, gpa, 7);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
+
+	vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
+	faults = wtrack_vcpu_stat(self->vcpu, "pf_taken");
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
+	ASSERT_EQ(*hva(self->vm, gpa), 7);
+	ASSERT_EQ(wtrack_vcpu_stat(self->vcpu, "pf_taken"), faults);
+}
+
 TEST_F(wtrack, read_modify_write_applies_once)
 {
 	uint64_t gpa = DATA_GPA + 9 * PAGE_SIZE + 8;

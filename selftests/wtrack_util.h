@@ -44,6 +44,30 @@ static inline void vm_wtrack_unprotect(struct kvm_vm *vm, uint64_t gpa,
 	TEST_ASSERT(!r, __KVM_IOCTL_ERROR("KVM_WTRACK_UNPROTECT", r));
 }
 
+/* One of the vCPU's binary stats (6.12's library reads only the VM's). */
+static inline uint64_t wtrack_vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+{
+	int fd = vcpu_get_stats_fd(vcpu);
+	struct kvm_stats_header header;
+	struct kvm_stats_desc *descs, *desc;
+	uint64_t data = 0;
+	bool found = false;
+
+	read_stats_header(fd, &header);
+	descs = read_stats_descriptors(fd, &header);
+	for (uint32_t i = 0; i < header.num_desc && !found; i++) {
+		desc = get_stats_descriptor(descs, i, &header);
+		if (!strcmp(desc->name, name)) {
+			read_stat_data(fd, &header, desc, &data, 1);
+			found = true;
+		}
+	}
+	free(descs);
+	close(fd);
+	TEST_ASSERT(found, "no vCPU stat %s", name);
+	return data;
+}
+
 /* Run until the guest makes the ucall @want (UCALL_SYNC, UCALL_DONE). */
 static inline void vcpu_run_to_ucall(struct kvm_vcpu *vcpu, uint64_t want)
 {
