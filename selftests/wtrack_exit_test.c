@@ -325,9 +325,21 @@ TEST_F(wtrack, dirty_logging_on_protected_slot)
 #define HUGE_SLOT	3
 #define HUGE_SIZE	(4ULL << 20)
 
-TEST_F(wtrack, huge_mapping_lets_no_write_through)
+/* Write every page of @page's 2M region but @page. */
+static void fill_around(struct kvm_vm *vm, struct kvm_vcpu *vcpu, uint64_t page)
+{
+	uint64_t region = page & ~((2ULL << 20) - 1);
+
+	set_guest_op(vm, OP_FILL, region, page - region);
+	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
+	set_guest_op(vm, OP_FILL, page + PAGE_SIZE, region + (2 << 20) - page - PAGE_SIZE);
+	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
+}
+
+TEST_F(wtrack, huge_mapping_lets_no_write_through_and_comes_back)
 {
 	uint64_t protected = HUGE_GPA + 5 * PAGE_SIZE, neighbour = HUGE_GPA + 6 * PAGE_SIZE;
+	uint64_t huge;
 
 	vm_userspace_mem_region_add(self->vm, VM_MEM_SRC_ANONYMOUS_THP, HUGE_GPA,
 				    HUGE_SLOT, HUGE_SIZE / PAGE_SIZE, 0);
@@ -337,12 +349,14 @@ TEST_F(wtrack, huge_mapping_lets_no_write_through)
 	if (!vm_get_stat(self->vm, "pages_2m"))
 		SKIP(return, "KVM made no 2M mapping (no THP, or shadow paging of 4K guest PTEs)");
 
+	huge = vm_get_stat(self->vm, "pages_2m");
 	vm_wtrack_protect(self->vm, protected, PAGE_SIZE);
 
-	/* The rest of the 2M region stays writable... */
+	/* The rest of the 2M region stays writable, through 4K SPTEs... */
 	set_guest_op(self->vm, OP_STORE, neighbour, 1);
 	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, neighbour), 1);
+	ASSERT_LT(vm_get_stat(self->vm, "pages_2m"), huge);
 
 	/* ...but the protected page inside it is not. */
 	set_guest_op(self->vm, OP_STORE, protected, 2);
@@ -351,6 +365,18 @@ TEST_F(wtrack, huge_mapping_lets_no_write_through)
 	vm_wtrack_unprotect(self->vm, protected, PAGE_SIZE);
 	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, protected), 2);
+
+	/*
+	 * Protected again, with every other page of the region written and
+	 * so mapped writable with 4K SPTEs: no later fault there could bring
+	 * the huge mapping back by itself.  Unprotecting must.
+	 */
+	vm_wtrack_protect(self->vm, protected, PAGE_SIZE);
+	fill_around(self->vm, self->vcpu, protected);
+	ASSERT_LT(vm_get_stat(self->vm, "pages_2m"), huge);
+	vm_wtrack_unprotect(self->vm, protected, PAGE_SIZE);
+	fill_around(self->vm, self->vcpu, protected);
+	ASSERT_EQ(vm_get_stat(self->vm, "pages_2m"), huge);
 }
 
 TEST(not_enabled_fails_enxio)
