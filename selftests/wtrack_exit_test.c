@@ -20,10 +20,16 @@
 #define DATA2_PAGES	16
 #define PATTERN		0x6f6f6f6f6f6f6f6fULL
 
-enum guest_op { OP_STORE, OP_INC, OP_FILL, OP_DONE };
+enum guest_op { OP_STORE, OP_INC, OP_FILL, OP_REMAP, OP_DONE };
 
 /* Set by the host before each run, with sync_global_to_guest(). */
 static uint64_t guest_op, guest_addr, guest_val;
+/* What OP_REMAP read through the new mapping; sync_global_from_guest(). */
+static uint64_t guest_seen;
+
+/* A virtual page whose PTE the guest rewrites, and an alias of its PTE. */
+#define REMAP_GVA	0x7000000000ULL
+#define PTE_ALIAS_GVA	0x7000200000ULL
 
 static void guest_code(void)
 {
@@ -40,6 +46,12 @@ static void guest_code(void)
 			/* Touch every page of [guest_addr, guest_addr + guest_val). */
 			for (uint64_t a = guest_addr; a < guest_addr + guest_val; a += PAGE_SIZE)
 				*(volatile uint64_t *)a = a;
+			break;
+		case OP_REMAP:
+			/* Write a PTE of our own page tables, then use it. */
+			*(volatile uint64_t *)guest_addr = guest_val;
+			asm volatile("invlpg (%0)" : : "r"(REMAP_GVA) : "memory");
+			guest_seen = *(volatile uint64_t *)REMAP_GVA;
 			break;
 		case OP_DONE:
 			GUEST_DONE();
@@ -145,6 +157,54 @@ TEST_F(wtrack, unprotect_gives_write_access_back)
 	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	ASSERT_EQ(*hva(self->vm, gpa), 7);
 	ASSERT_EQ(wtrack_vcpu_stat(self->vcpu, "pf_taken"), faults);
+}
+
+/* Make the guest point REMAP_GVA at @gpa; returns what it read there. */
+static uint64_t guest_remap(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
+			    uint64_t pte_alias, uint64_t pte, bool stops,
+			    uint64_t pt_page)
+{
+	set_guest_op(vm, OP_REMAP, pte_alias, pte);
+	if (stops) {
+		vcpu_run_to_wtrack_exit(vcpu, pt_page + (pte_alias & (PAGE_SIZE - 1)));
+		vm_wtrack_unprotect(vm, pt_page, PAGE_SIZE);
+	}
+	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
+	sync_global_from_guest(vm, guest_seen);
+	return guest_seen;
+}
+
+/*
+ * The guest rewrites one of its own PTEs, a page that KVM itself write-
+ * tracks under shadow paging.  KVM's tracking must not produce user exits,
+ * the user's protection of that page must, and unprotecting it must leave
+ * KVM's tracking intact: the guest always reads through the PTE it wrote.
+ */
+TEST_F(wtrack, guest_page_table_writes_keep_kvm_tracking)
+{
+	uint64_t a = DATA_GPA + 20 * PAGE_SIZE, b = DATA_GPA + 21 * PAGE_SIZE;
+	uint64_t *pte, pt_page, alias, pte_a, pte_b;
+
+	virt_map(self->vm, REMAP_GVA, a, 1);
+	pte = vm_get_page_table_entry(self->vm, REMAP_GVA);
+	pt_page = addr_hva2gpa(self->vm, pte) & ~(PAGE_SIZE - 1);
+	virt_map(self->vm, PTE_ALIAS_GVA, pt_page, 1);
+	alias = PTE_ALIAS_GVA + ((uint64_t)pte & (PAGE_SIZE - 1));
+	pte_a = *pte;
+	pte_b = (pte_a & ~PHYSICAL_PAGE_MASK) | b;
+	*hva(self->vm, a) = 0xaaaa;
+	*hva(self->vm, b) = 0xbbbb;
+
+	/* KVM shadows this page table once the guest uses it. */
+	ASSERT_EQ(guest_remap(self->vm, self->vcpu, alias, pte_a, false, pt_page), 0xaaaa);
+	ASSERT_EQ(guest_remap(self->vm, self->vcpu, alias, pte_b, false, pt_page), 0xbbbb);
+
+	vm_wtrack_protect(self->vm, pt_page, PAGE_SIZE);
+	ASSERT_EQ(guest_remap(self->vm, self->vcpu, alias, pte_a, true, pt_page), 0xaaaa);
+
+	/* Unprotected again: KVM still tracks its shadowed page table. */
+	ASSERT_EQ(guest_remap(self->vm, self->vcpu, alias, pte_b, false, pt_page), 0xbbbb);
+	ASSERT_EQ(guest_remap(self->vm, self->vcpu, alias, pte_a, false, pt_page), 0xaaaa);
 }
 
 TEST_F(wtrack, read_modify_write_applies_once)
