@@ -439,6 +439,61 @@ TEST_F(wtrack, huge_mapping_lets_no_write_through_and_comes_back)
 	ASSERT_EQ(vm_get_stat(self->vm, "pages_2m"), huge);
 }
 
+#define RING_ENTRIES	1024
+
+/* Collect @ring's dirty entries from *@next on; true if @slot/@offset was one. */
+static bool ring_has(struct kvm_dirty_gfn *ring, uint32_t *next, int slot,
+		     uint64_t offset)
+{
+	bool found = false;
+
+	for (;; (*next)++) {
+		struct kvm_dirty_gfn *e = &ring[*next % RING_ENTRIES];
+
+		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & KVM_DIRTY_GFN_F_DIRTY))
+			return found;
+		found |= e->slot == slot && e->offset == offset;
+		__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+	}
+}
+
+/*
+ * The dirty ring on a protected memslot: a stopped write dirties nothing,
+ * and once unprotected the write that lands is pushed to the ring.
+ */
+TEST(dirty_ring_on_protected_slot)
+{
+	uint64_t gpa = DATA_GPA + 3 * PAGE_SIZE;
+	struct kvm_dirty_gfn *ring;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	uint32_t next = 0;
+
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_X86_WRITE_TRACK) & KVM_WTRACK_ENABLE_EXIT);
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_DIRTY_LOG_RING));
+
+	vm = vm_create(1);
+	vm_enable_dirty_ring(vm, RING_ENTRIES * sizeof(struct kvm_dirty_gfn));
+	vcpu = vm_vcpu_add(vm, 0, guest_code);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT,
+				    DATA_PAGES, KVM_MEM_LOG_DIRTY_PAGES);
+	virt_map(vm, DATA_GPA, DATA_GPA, DATA_PAGES);
+	vm_enable_wtrack(vm, KVM_WTRACK_ENABLE_EXIT);
+	ring = vcpu_map_dirty_ring(vcpu);
+
+	vm_wtrack_protect(vm, gpa, PAGE_SIZE);
+	set_guest_op(vm, OP_STORE, gpa, 1);
+	vcpu_run_to_wtrack_exit(vcpu, gpa);
+	ASSERT_FALSE(ring_has(ring, &next, DATA_SLOT, 3));
+	kvm_vm_reset_dirty_ring(vm);
+
+	vm_wtrack_unprotect(vm, gpa, PAGE_SIZE);
+	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
+	ASSERT_TRUE(ring_has(ring, &next, DATA_SLOT, 3));
+	kvm_vm_reset_dirty_ring(vm);
+	kvm_vm_free(vm);
+}
+
 TEST(not_enabled_fails_enxio)
 {
 	struct kvm_wtrack_range range = { .gpa = DATA_GPA, .size = PAGE_SIZE };
