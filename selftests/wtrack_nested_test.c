@@ -2,7 +2,9 @@
 /*
  * An L2 guest writes into L1 memory that userspace protected: the exit
  * reports the L1 guest-physical address while the vCPU stays in guest
- * mode, no byte lands, and L2 completes the write after the unprotect.
+ * mode, no byte lands, and L2 completes the write after the unprotect;
+ * without nested paging and with nested NPT mapping L2's addresses
+ * elsewhere.
  * SVM runs under QEMU's emulation; VMX builds and skips there.
  */
 #include "kvm_util.h"
@@ -60,6 +62,65 @@ static void l1_vmrun(uint64_t vmcb_gpa)
 		     "pop %%r15; pop %%r14; pop %%r13; pop %%r12; pop %%rbx; pop %%rbp"
 		     : : "a"(vmcb_gpa)
 		     : "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory", "cc");
+}
+
+/*
+ * With nested NPT, L2's guest-physical addresses differ from L1's: L1 maps
+ * L2's [NPT_L2_GPA, +2M) onto its own [DATA_GPA, +2M) and the rest of the
+ * first GiB onto itself.  The exit must report L1's address.
+ */
+#define NPT_L2_GPA	0x80000000ULL
+#define NPT_L2_GVA	0x90000000ULL
+#define NPT_L2_WRITE_GVA (NPT_L2_GVA + (L2_WRITE_GPA & (PAGE_SIZE - 1)))
+#define NPT_RWX		0x7ULL		/* present, writable, user */
+#define NPT_HUGE	(1ULL << 7)
+
+static uint64_t npt_root;	/* L1 GPA of the nested page tables */
+
+static void l2_npt_write_then_vmmcall(void)
+{
+	*(volatile uint64_t *)NPT_L2_WRITE_GVA = L2_VALUE;
+	vmmcall();
+}
+
+static void l1_svm_npt_code(struct svm_test_data *svm)
+{
+	unsigned long l2_stack[L2_STACK_WORDS];
+
+	generic_svm_setup(svm, l2_npt_write_then_vmmcall, &l2_stack[L2_STACK_WORDS]);
+	svm->vmcb->control.nested_ctl |= SVM_NESTED_CTL_NP_ENABLE;
+	svm->vmcb->control.nested_cr3 = READ_ONCE(npt_root);
+	svm->vmcb->save.g_pat = rdmsr(MSR_IA32_CR_PAT);
+	run_guest(svm->vmcb, svm->vmcb_gpa);
+	GUEST_ASSERT_EQ(svm->vmcb->control.exit_code, SVM_EXIT_VMMCALL);
+	GUEST_ASSERT_EQ(*(volatile uint64_t *)L2_WRITE_GPA, L2_VALUE);
+	GUEST_DONE();
+}
+
+static uint64_t *npt_table(struct kvm_vm *vm, uint64_t *gpa)
+{
+	*gpa = vm_phy_page_alloc(vm, KVM_GUEST_PAGE_TABLE_MIN_PADDR, 0);
+	return memset(addr_gpa2hva(vm, *gpa), 0, PAGE_SIZE);
+}
+
+/* 2M nested pages: identity for L1's first GiB, plus the data window. */
+static void build_npt(struct kvm_vm *vm)
+{
+	uint64_t pml4_gpa, pdpt_gpa, pd0_gpa, pd2_gpa;
+	uint64_t *pml4 = npt_table(vm, &pml4_gpa);
+	uint64_t *pdpt = npt_table(vm, &pdpt_gpa);
+	uint64_t *pd0 = npt_table(vm, &pd0_gpa);
+	uint64_t *pd2 = npt_table(vm, &pd2_gpa);
+
+	pml4[0] = pdpt_gpa | NPT_RWX;
+	pdpt[0] = pd0_gpa | NPT_RWX;
+	for (int i = 0; i < 512; i++)
+		pd0[i] = (i * (2ULL << 20)) | NPT_HUGE | NPT_RWX;
+	pdpt[NPT_L2_GPA >> 30] = pd2_gpa | NPT_RWX;
+	pd2[0] = DATA_GPA | NPT_HUGE | NPT_RWX;
+
+	npt_root = pml4_gpa;
+	sync_global_to_guest(vm, npt_root);
 }
 
 /* Stops after setting up vmcb12, so that the host can protect it. */
@@ -127,6 +188,25 @@ TEST(l2_write_svm)
 	vm = create_vm(&vcpu, l1_svm_code);
 	vcpu_alloc_svm(vm, &svm_gva);
 	vcpu_args_set(vcpu, 1, svm_gva);
+	run_l2_write(vm, vcpu);
+	kvm_vm_free(vm);
+}
+
+TEST(l2_write_svm_nested_npt)
+{
+	struct kvm_vcpu *vcpu;
+	vm_vaddr_t svm_gva;
+	struct kvm_vm *vm;
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_NPT));
+
+	vm = create_vm(&vcpu, l1_svm_npt_code);
+	vcpu_alloc_svm(vm, &svm_gva);
+	vcpu_args_set(vcpu, 1, svm_gva);
+	build_npt(vm);
+	virt_map(vm, NPT_L2_GVA, NPT_L2_GPA + (L2_WRITE_GPA & ~(PAGE_SIZE - 1)) - DATA_GPA, 1);
 	run_l2_write(vm, vcpu);
 	kvm_vm_free(vm);
 }
