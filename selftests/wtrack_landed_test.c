@@ -106,4 +106,133 @@ TEST_F(landed, unprotected_area_is_not_reported)
 	ASSERT_TRUE(page_changed(self->vm, PAGE(1)));
 }
 
+/*
+ * A hardware task switch, which KVM emulates and cannot restart: the vCPU
+ * runs 32-bit protected mode without paging and jumps to a TSS; saving
+ * its state into the old TSS, on a protected page, lands and is reported,
+ * and the new task runs.
+ */
+#define TS_GPA		0x10000000ULL	/* below 4 GiB, for 32-bit code */
+#define TS_SLOT		2
+#define TS_CODE		(TS_GPA)
+#define TS_CODE2	(TS_GPA + 0x100)
+#define TS_GDT		(TS_GPA + 1 * PAGE_SIZE)
+#define TS_TSS1		(TS_GPA + 2 * PAGE_SIZE)
+#define TS_TSS2		(TS_GPA + 3 * PAGE_SIZE)
+#define TS_STACK	(TS_GPA + 5 * PAGE_SIZE)
+#define SEL_CODE	0x08
+#define SEL_DATA	0x10
+#define SEL_TSS1	0x18
+#define SEL_TSS2	0x20
+#define TSS_EIP		0x20
+
+static uint64_t gdt_entry(uint32_t base, uint32_t limit, uint8_t access, uint8_t flags)
+{
+	return (limit & 0xffff) | (uint64_t)(base & 0xffffff) << 16 |
+	       (uint64_t)access << 40 | (uint64_t)((limit >> 16) & 0xf) << 48 |
+	       (uint64_t)flags << 52 | (uint64_t)(base >> 24) << 56;
+}
+
+static struct kvm_segment flat_segment(uint16_t selector, uint8_t type)
+{
+	return (struct kvm_segment) {
+		.limit = 0xffffffff, .selector = selector, .type = type,
+		.present = 1, .db = 1, .s = 1, .g = 1,
+	};
+}
+
+static void setup_task_switch(struct kvm_vm *vm, struct kvm_vcpu *vcpu)
+{
+	/* ljmp $SEL_TSS2, $0 */
+	static const uint8_t code[] = { 0xea, 0, 0, 0, 0, SEL_TSS2, 0 };
+	/* mov $0x42, %al; out %al, $0x80; hlt */
+	static const uint8_t code2[] = { 0xb0, 0x42, 0xe6, 0x80, 0xf4 };
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	uint32_t *tss2;
+	uint64_t *gdt;
+
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TS_GPA, TS_SLOT, 8, 0);
+	tss2 = addr_gpa2hva(vm, TS_TSS2);
+	gdt = addr_gpa2hva(vm, TS_GDT);
+	memset(addr_gpa2hva(vm, TS_GPA), 0, 8 * PAGE_SIZE);
+	memcpy(addr_gpa2hva(vm, TS_CODE), code, sizeof(code));
+	memcpy(addr_gpa2hva(vm, TS_CODE2), code2, sizeof(code2));
+
+	gdt[SEL_CODE / 8] = gdt_entry(0, 0xfffff, 0x9b, 0xc);
+	gdt[SEL_DATA / 8] = gdt_entry(0, 0xfffff, 0x93, 0xc);
+	gdt[SEL_TSS1 / 8] = gdt_entry(TS_TSS1, 0x67, 0x8b, 0);	/* busy */
+	gdt[SEL_TSS2 / 8] = gdt_entry(TS_TSS2, 0x67, 0x89, 0);	/* available */
+
+	tss2[TSS_EIP / 4] = TS_CODE2;
+	tss2[0x24 / 4] = 0x2;				/* eflags */
+	tss2[0x38 / 4] = TS_STACK;			/* esp */
+	tss2[0x48 / 4] = SEL_DATA;			/* es */
+	tss2[0x4c / 4] = SEL_CODE;			/* cs */
+	tss2[0x50 / 4] = SEL_DATA;			/* ss */
+	tss2[0x54 / 4] = SEL_DATA;			/* ds */
+
+	vcpu_sregs_get(vcpu, &sregs);
+	sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
+	sregs.cr3 = 0;
+	sregs.cr4 = 0;
+	sregs.efer = 0;
+	sregs.cs = flat_segment(SEL_CODE, 0xb);
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(SEL_DATA, 0x3);
+	sregs.tr = (struct kvm_segment) {
+		.base = TS_TSS1, .limit = 0x67, .selector = SEL_TSS1, .type = 0xb,
+		.present = 1,
+	};
+	sregs.ldt = (struct kvm_segment) { .type = 0x2, .unusable = 1 };
+	sregs.gdt.base = TS_GDT;
+	sregs.gdt.limit = 5 * 8 - 1;
+	vcpu_sregs_set(vcpu, &sregs);
+
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = TS_CODE;
+	regs.rflags = 0x2;
+	regs.rsp = TS_STACK;
+	vcpu_regs_set(vcpu, &regs);
+}
+
+TEST_F(landed, task_switch_write_is_reported)
+{
+	const uint64_t flags = WTRACK_EXIT_FLAGS | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
+	struct kvm_run *run = self->vcpu->run;
+	uint32_t *tss1;
+	int r;
+
+	setup_task_switch(self->vm, self->vcpu);
+	tss1 = addr_gpa2hva(self->vm, TS_TSS1);
+	vm_wtrack_protect(self->vm, TS_TSS1, PAGE_SIZE);
+
+	r = _vcpu_run(self->vcpu);
+	ASSERT_EQ(r, -1);
+	ASSERT_EQ(errno, EFAULT);
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	ASSERT_EQ(run->memory_fault.gpa & ~(PAGE_SIZE - 1), TS_TSS1);
+
+	/*
+	 * A CPU that switches tasks itself, without the task-switch
+	 * intercept (QEMU's SVM), writes the TSS through the MMU: that write
+	 * is stopped like any guest write, and KVM's emulation, the path
+	 * under test, is never reached.  Whether such a CPU can resume a
+	 * task switch it faulted in is its business, not KVM's.
+	 */
+	if (run->memory_fault.flags == WTRACK_EXIT_FLAGS) {
+		ASSERT_NE(tss1[TSS_EIP / 4], TS_CODE + 7);
+		SKIP(return, "the CPU switched tasks without KVM's emulation (QEMU's SVM does not intercept task switches); its TSS write was stopped instead");
+	}
+	ASSERT_EQ(run->memory_fault.flags, flags);
+	ASSERT_EQ(run->memory_fault.gpa, TS_TSS1);
+	ASSERT_EQ(tss1[TSS_EIP / 4], TS_CODE + 7);
+
+	/* Nothing is retried: the new task runs. */
+	vcpu_run(self->vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(self->vcpu, KVM_EXIT_IO);
+	ASSERT_EQ(run->io.port, 0x80);
+	ASSERT_EQ(run->io.direction, KVM_EXIT_IO_OUT);
+	ASSERT_EQ(*((uint8_t *)run + run->io.data_offset), 0x42);
+}
+
 TEST_HARNESS_MAIN
