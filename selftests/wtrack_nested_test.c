@@ -159,6 +159,18 @@ static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *l1_code)
 	return vm;
 }
 
+/* A VM whose vCPU runs @l1_code with its SVM state as argument. */
+static struct kvm_vm *create_svm_vm(struct kvm_vcpu **vcpu, void *l1_code,
+				    struct svm_test_data **svm)
+{
+	struct kvm_vm *vm = create_vm(vcpu, l1_code);
+	vm_vaddr_t svm_gva;
+
+	*svm = vcpu_alloc_svm(vm, &svm_gva);
+	vcpu_args_set(*vcpu, 1, svm_gva);
+	return vm;
+}
+
 /* L2 writes into a protected L1 page: stopped in guest mode, then done. */
 static void run_l2_write(struct kvm_vm *vm, struct kvm_vcpu *vcpu)
 {
@@ -178,33 +190,29 @@ static void run_l2_write(struct kvm_vm *vm, struct kvm_vcpu *vcpu)
 
 TEST(l2_write_svm)
 {
+	struct svm_test_data *svm;
 	struct kvm_vcpu *vcpu;
-	vm_vaddr_t svm_gva;
 	struct kvm_vm *vm;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
 
-	vm = create_vm(&vcpu, l1_svm_code);
-	vcpu_alloc_svm(vm, &svm_gva);
-	vcpu_args_set(vcpu, 1, svm_gva);
+	vm = create_svm_vm(&vcpu, l1_svm_code, &svm);
 	run_l2_write(vm, vcpu);
 	kvm_vm_free(vm);
 }
 
 TEST(l2_write_svm_nested_npt)
 {
+	struct svm_test_data *svm;
 	struct kvm_vcpu *vcpu;
-	vm_vaddr_t svm_gva;
 	struct kvm_vm *vm;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_NPT));
 
-	vm = create_vm(&vcpu, l1_svm_npt_code);
-	vcpu_alloc_svm(vm, &svm_gva);
-	vcpu_args_set(vcpu, 1, svm_gva);
+	vm = create_svm_vm(&vcpu, l1_svm_npt_code, &svm);
 	build_npt(vm);
 	virt_map(vm, NPT_L2_GVA, NPT_L2_GPA + (L2_WRITE_GPA & ~(PAGE_SIZE - 1)) - DATA_GPA, 1);
 	run_l2_write(vm, vcpu);
@@ -220,16 +228,13 @@ TEST(vmcb12_writes_are_reported_svm)
 {
 	struct svm_test_data *svm;
 	struct kvm_vcpu *vcpu;
-	vm_vaddr_t svm_gva;
 	struct kvm_vm *vm;
 	uint64_t page;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
 
-	vm = create_vm(&vcpu, l1_svm_vmcb12_code);
-	svm = vcpu_alloc_svm(vm, &svm_gva);
-	vcpu_args_set(vcpu, 1, svm_gva);
+	vm = create_svm_vm(&vcpu, l1_svm_vmcb12_code, &svm);
 	page = svm->vmcb_gpa & ~(PAGE_SIZE - 1);
 
 	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
