@@ -9,12 +9,13 @@
  */
 #include "kvm_util.h"
 #include "processor.h"
+#include "hyperv.h"
 #include "kselftest_harness.h"
 #include "wtrack_util.h"
 
 #define DATA_GPA	0xc0000000ULL
 #define DATA_SLOT	1
-#define DATA_PAGES	4
+#define DATA_PAGES	16
 #define PAGE(n)		(DATA_GPA + (n) * PAGE_SIZE)
 #define FILL		0x6f
 
@@ -104,6 +105,51 @@ TEST_F(landed, unprotected_area_is_not_reported)
 	set_guest_wrmsr(self->vm, MSR_KVM_SYSTEM_TIME_NEW, PAGE(1) | 1);
 	ASSERT_EQ(vcpu_run_count_landed(self->vcpu, PAGE(3), UCALL_SYNC), 0);
 	ASSERT_TRUE(page_changed(self->vm, PAGE(1)));
+}
+
+/*
+ * KVM's own writes to more pages than a vCPU queues: the first eight are
+ * named, one more report says that some were not, and those pages keep
+ * their protection.  The writes here are Hyper-V hypercall pages, which
+ * KVM fills in as soon as HV_X64_MSR_HYPERCALL is set, in the vCPU ioctl.
+ */
+#define HV_HYPERCALL_ENABLE	BIT_ULL(0)
+#define QUEUED			8
+
+static void set_hypercall_page(struct kvm_vcpu *vcpu, uint64_t gpa)
+{
+	vcpu_set_msr(vcpu, HV_X64_MSR_HYPERCALL, gpa | HV_HYPERCALL_ENABLE);
+}
+
+TEST_F(landed, overflow_is_reported)
+{
+	const uint64_t flags = WTRACK_EXIT_FLAGS | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
+	struct kvm_run *run = self->vcpu->run;
+	int i;
+
+	vcpu_set_hv_cpuid(self->vcpu);
+	vcpu_set_msr(self->vcpu, HV_X64_MSR_GUEST_OS_ID, HYPERV_LINUX_OS_ID);
+	vm_wtrack_protect(self->vm, PAGE(0), (QUEUED + 2) * PAGE_SIZE);
+	for (i = 0; i < QUEUED + 2; i++)
+		set_hypercall_page(self->vcpu, PAGE(i));
+
+	for (i = 0; i < QUEUED; i++) {
+		ASSERT_EQ(_vcpu_run(self->vcpu), -1);
+		ASSERT_EQ(errno, EFAULT);
+		ASSERT_EQ(run->memory_fault.flags, flags);
+		ASSERT_EQ(run->memory_fault.gpa, PAGE(i));
+	}
+	ASSERT_EQ(_vcpu_run(self->vcpu), -1);
+	ASSERT_EQ(errno, EFAULT);
+	ASSERT_EQ(run->memory_fault.flags, flags | KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW);
+	ASSERT_EQ(run->memory_fault.gpa, 0);
+	ASSERT_EQ(run->memory_fault.size, 0);
+
+	/* The guest runs again; an unnamed page is still protected. */
+	set_guest_wrmsr(self->vm, HV_X64_MSR_GUEST_OS_ID, HYPERV_LINUX_OS_ID);
+	ASSERT_EQ(vcpu_run_count_landed(self->vcpu, PAGE(QUEUED), UCALL_SYNC), 0);
+	set_hypercall_page(self->vcpu, PAGE(QUEUED));
+	ASSERT_EQ(vcpu_run_count_landed(self->vcpu, PAGE(QUEUED), UCALL_SYNC), 1);
 }
 
 /*
