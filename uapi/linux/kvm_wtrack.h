@@ -36,7 +36,20 @@
  */
 #define KVM_WTRACK_ENABLE_EXIT		(1ULL << 0)
 
-#define KVM_WTRACK_ENABLE_VALID_MASK	(KVM_WTRACK_ENABLE_EXIT)
+/*
+ * Report it as an event in a ring shared with a consumer instead, and keep
+ * the vCPU waiting in the kernel until the consumer resolves the page.
+ * args[1] holds the number of ring entries: a power of two from
+ * KVM_WTRACK_RING_MIN_ENTRIES to KVM_WTRACK_RING_MAX_ENTRIES.  Exactly one
+ * of ENABLE_EXIT and ENABLE_RING is set.
+ */
+#define KVM_WTRACK_ENABLE_RING		(1ULL << 1)
+
+#define KVM_WTRACK_ENABLE_VALID_MASK	(KVM_WTRACK_ENABLE_EXIT | \
+					 KVM_WTRACK_ENABLE_RING)
+
+#define KVM_WTRACK_RING_MIN_ENTRIES	16
+#define KVM_WTRACK_RING_MAX_ENTRIES	65536
 
 /*
  * A range of guest-physical memory, for KVM_WTRACK_PROTECT and
@@ -51,6 +64,78 @@ struct kvm_wtrack_range {
 
 #define KVM_WTRACK_PROTECT	_IOW(KVMIO, 0xf0, struct kvm_wtrack_range)
 #define KVM_WTRACK_UNPROTECT	_IOW(KVMIO, 0xf1, struct kvm_wtrack_range)
+
+/*
+ * Ring mode: KVM_WTRACK_RING_FD on the VM fd returns a new file descriptor
+ * for the ring (O_RDWR | O_CLOEXEC); there is at most one at a time.  When
+ * its last reference goes (the fd closed, the ring unmapped, no io_uring
+ * command in flight), every page is unprotected and every waiting vCPU
+ * goes on.
+ *
+ * mmap() of the ring fd, read-only, from offset 0: the header, then the
+ * events array at header.events_offset.  The kernel writes every field;
+ * userspace only reads.  A new event is written before tail is advanced
+ * with a store-release, so a consumer reads tail with a load-acquire and
+ * may then read every event in [its head, tail).  Indices are free
+ * running: event i sits in events[i & (size - 1)].
+ *
+ * The consumer tells the kernel how far it has consumed by the head of
+ * its commands (io_uring or read()); an entry is reused only after that.
+ */
+struct kvm_wtrack_ring_header {
+	__u32 tail;		/* next event the kernel writes: store-release */
+	__u32 head;		/* the consumer's last committed head */
+	__u32 size;		/* entries, a power of two */
+	__u32 events_offset;	/* of the events array in the mapping */
+	/* Counters since the ring fd was created. */
+	__u64 events;		/* events posted */
+	__u64 coalesced;	/* writes that joined an unresolved event */
+	__u64 space_waits;	/* times a vCPU waited for a free entry */
+	__u64 resolved;		/* pages resolved with a vCPU event pending */
+};
+
+/* One write to a protected page, in the style of kvm_run.memory_fault. */
+struct kvm_wtrack_event {
+	__u64 gpa;
+	__u32 size;
+	__u32 vcpu_id;
+	__u64 flags;		/* KVM_MEMORY_EXIT_FLAG_* below */
+	__u64 seq;		/* 0, 1, 2... since the ring fd was created */
+};
+
+#define KVM_WTRACK_RING_FD	_IO(KVMIO, 0xf2)
+
+/*
+ * io_uring commands on the ring fd (IORING_OP_URING_CMD, sqe->cmd_op), with
+ * struct kvm_wtrack_ring_cmd in sqe->cmd:
+ *
+ * FETCH: complete once events past @head exist; res is their number.
+ * COMMIT: resolve the @nr_resolve ranges at @resolve_addr: unprotect them
+ *   and wake every vCPU waiting on one of their pages; res is 0.
+ * COMMIT_AND_FETCH: both, in that order.
+ *
+ * Each also records @head: the consumer is done with events before it.
+ * It must lie between the previous head and tail.  At most one FETCH is
+ * in flight per ring.  A failing command changes nothing; res is -errno.
+ */
+struct kvm_wtrack_ring_cmd {
+	__u32 head;
+	__u32 nr_resolve;	/* at most KVM_WTRACK_RESOLVE_MAX */
+	__u64 resolve_addr;	/* struct kvm_wtrack_resolve[nr_resolve] */
+};
+
+/* A range to resolve: as for KVM_WTRACK_UNPROTECT. */
+struct kvm_wtrack_resolve {
+	__u64 gpa;
+	__u64 size;
+};
+
+#define KVM_WTRACK_RESOLVE_MAX	1024
+
+#define KVM_WTRACK_RING_FETCH		_IOW(KVMIO, 0xf3, struct kvm_wtrack_ring_cmd)
+#define KVM_WTRACK_RING_COMMIT		_IOW(KVMIO, 0xf4, struct kvm_wtrack_ring_cmd)
+#define KVM_WTRACK_RING_COMMIT_AND_FETCH \
+	_IOW(KVMIO, 0xf5, struct kvm_wtrack_ring_cmd)
 
 /*
  * kvm_run.memory_fault.flags bits of a KVM_EXIT_MEMORY_FAULT that reports a
