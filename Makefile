@@ -3,8 +3,12 @@
 # kvm-wtrack: synchronous guest write tracking for KVM.
 #
 #   make            build the patched KVM modules, the library and the tests
-#   make check      build, run every test in QEMU under three KVM configs,
-#                   run the upstream KVM selftests, checkpatch the series
+#   make check      build, run the library's host tests, run every test in
+#                   QEMU under three KVM configs, run the upstream KVM
+#                   selftests, checkpatch the series
+#   make lib        build libwtrack (build/lib)
+#   make check-lib  build and run the library's host tests only (no KVM)
+#   make install    install libwtrack (PREFIX=/usr/local, DESTDIR=)
 #   make deps       install the Debian packages everything needs (apt-get)
 #   make check-series  build the modules after each patch of the series
 #   make bench      run the benchmark in the test machine (ratios)
@@ -37,12 +41,14 @@ KERNEL_INPUTS := kernel/series kernel/Kbuild $(wildcard kernel/patches/*.patch) 
 		 $(shell find uapi -type f)
 
 MODULES := $(KVMDIR)/kvm.ko $(KVMDIR)/kvm-amd.ko $(KVMDIR)/kvm-intel.ko
+LIBOUT  := $(B)/lib
+HOST_TAP := $(LIBOUT)/host-tests.tap
 
-.PHONY: all deps modules tree headers selftests initramfs check check-patches check-series \
-	check-runner bench \
+.PHONY: all deps modules tree headers selftests lib install initramfs check check-patches \
+	check-series check-runner check-lib bench \
 	qemu clean distclean
 
-all: modules selftests
+all: modules selftests lib
 
 # Everything below needs the packages: each run checks them (quickly) and
 # installs what is missing.
@@ -77,8 +83,20 @@ $(LINUX)/usr/include/.stamp: $(LINUX)/.stamp
 
 headers: $(LINUX)/usr/include/.stamp
 
-selftests: headers | deps
-	$(Q)$(MAKE) -C selftests LINUX=$(LINUX) O=$(B)/selftests JOBS=$(JOBS)
+selftests: headers lib | deps
+	$(Q)$(MAKE) -C selftests LINUX=$(LINUX) O=$(B)/selftests LIBWTRACK=$(LIBOUT) JOBS=$(JOBS)
+
+# The consumer library: on its own, against our uapi header only.
+lib: | deps
+	$(Q)$(MAKE) -C lib O=$(LIBOUT)
+
+install: lib
+	$(Q)$(MAKE) -C lib O=$(LIBOUT) install
+
+# The library's host tests, against an emulated kernel; with the tree
+# there, kernel-doc checks the header too.
+check-lib: lib
+	$(Q)$(MAKE) -C lib O=$(LIBOUT) KERNEL_DOC=$(wildcard $(LINUX)/scripts/kernel-doc) check
 
 initramfs: modules selftests
 	$(Q)scripts/mkinitramfs.sh $(KVMDIR) $(B)/selftests $(B)/initramfs.cpio.gz
@@ -94,8 +112,12 @@ check-series: $(PRISTINE)/.stamp | deps
 check-runner:
 	$(Q)scripts/tests/runner-test.sh
 
+# The host tests' results go into the final count: a failing one (or one
+# that did not build: no TAP file) fails make check at the end, not here.
 check: check-runner initramfs check-patches
-	$(Q)scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results
+	$(Q)rm -f $(HOST_TAP)
+	-$(Q)$(MAKE) -C lib O=$(LIBOUT) KERNEL_DOC=$(LINUX)/scripts/kernel-doc tap
+	$(Q)HOST_TAP=$(HOST_TAP) scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results
 
 # The benchmark, in one boot of the test machine (CONFIG=npt0 etc.).
 bench: initramfs
@@ -107,7 +129,7 @@ qemu: initramfs
 	$(Q)scripts/run-qemu.sh --interactive $(B)/initramfs.cpio.gz $(CONFIG)
 
 clean:
-	$(Q)rm -rf $(KVMDIR) $(B)/selftests $(B)/initramfs* $(B)/results
+	$(Q)rm -rf $(KVMDIR) $(B)/selftests $(B)/initramfs* $(B)/results $(LIBOUT)
 	$(Q)$(MAKE) -C selftests clean O=$(B)/selftests 2>/dev/null || true
 
 distclean:

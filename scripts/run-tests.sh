@@ -17,6 +17,9 @@
 # usage: run-tests.sh INITRAMFS RESULTS_DIR
 #   CONFIGS="default:wtrack,upstream ..."  what to run where
 #   ONLY=<suite>/<test>                    one test only
+#   HOST_TAP=<file>                        TAP of tests already run on the
+#                                          host, reported as host/... and
+#                                          counted with the rest
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -180,6 +183,34 @@ report_config() {
 	echo "$pass $fail $skip" >>"$out/counts"
 }
 
+# The host tests' TAP (the library's, run before the QEMU part): one line
+# per result, labelled host/...; a missing file or an unmet plan fails.
+report_host() {
+	local pass=0 fail=0 skip=0 plan="" n=0 line name
+	if [ ! -r "$HOST_TAP" ]; then
+		echo "not ok - host # no results in $HOST_TAP: the host tests did not build or run"
+		echo "0 1 0" >>"$out/counts"
+		return
+	fi
+	while IFS= read -r line; do
+		name=${line#*ok }
+		name=${name#* }
+		name=${name#- }
+		case $line in
+		1..*) plan=${line#1..} ;;
+		"not ok "*) echo "not ok - host/$name"; fail=$((fail + 1)); n=$((n + 1)) ;;
+		"ok "*"# SKIP"*) echo "ok - host/$name"; skip=$((skip + 1)); n=$((n + 1)) ;;
+		"ok "*) echo "ok - host/$name"; pass=$((pass + 1)); n=$((n + 1)) ;;
+		"#"*) echo "$line" ;;
+		esac
+	done <"$HOST_TAP"
+	if [ "$plan" != "$n" ]; then
+		echo "not ok - host # planned ${plan:-no} tests, $n reported"
+		fail=$((fail + 1))
+	fi
+	echo "$pass $fail $skip" >>"$out/counts"
+}
+
 # Why a test skipped: its kselftest SKIP line, else its last words.
 skip_reason() {
 	local why
@@ -230,6 +261,8 @@ for spec in $CONFIGS; do
 done
 wait
 
+: >"$out/counts"
+[ -n "${HOST_TAP:-}" ] && report_host
 for spec in $CONFIGS; do
 	config=${spec%%:*}
 	split_logs "$config"

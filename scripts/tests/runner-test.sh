@@ -7,7 +7,9 @@
 # real failure runs once and fails; a flaky upstream test that fails once
 # passes on its rerun, one that keeps failing fails after three runs; a
 # WARNING in the kernel log fails a test that exited 0; skips stay skips;
-# the summary counts and the exit status follow.
+# the summary counts and the exit status follow.  Then the host tests'
+# TAP (HOST_TAP): its results join the count, an unmet plan or a missing
+# file fails.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +40,7 @@ out=$(FAKE_PLAN=$work/plan FAKE_STATE=$work/state QEMU=$here/fake-qemu.sh \
       UPSTREAM_EXPECT=$work/expect CONFIGS=default:wtrack,upstream STALL=3 RETRIES=2 \
       "$top/scripts/run-tests.sh" /dev/null "$work/results" 2>&1)
 rc=$?
+all=$out
 
 pass=0 fail=0
 expect() {
@@ -71,9 +74,44 @@ else
 	echo "runner-test: a real failure ran $runs times; runner exit status $rc"
 fi
 
+# The host tests' TAP, next to one passing QEMU test.
+echo "1 t_pass pass" >"$work/plan1"
+cat >"$work/host.tap" <<'TAP'
+ok 1 - ring/basic
+not ok 2 - ring/wrap
+# ring_test.c:1: seq == 3, expected 2
+ok 3 - doc/kernel-doc # SKIP no tree
+1..4
+TAP
+host() {
+	FAKE_PLAN=$work/plan1 FAKE_STATE=$work/state QEMU=$here/fake-qemu.sh \
+	UPSTREAM_EXPECT=$work/expect CONFIGS=default:wtrack HOST_TAP=$1 \
+	"$top/scripts/run-tests.sh" /dev/null "$work/results-host" 2>&1
+}
+out=$(host "$work/host.tap")
+hrc=$?
+all=$all$'\n'$out
+expect '^ok - host/ring/basic$'
+expect '^not ok - host/ring/wrap$'
+expect '^# ring_test.c:1: seq == 3, expected 2$'
+expect '^ok - host/doc/kernel-doc # SKIP no tree$'
+expect '^not ok - host # planned 4 tests, 3 reported$'
+expect '^ok - default/wtrack/t_pass'
+expect '^2 passed, 2 failed, 1 skipped$'
+out=$(host "$work/missing.tap")
+all=$all$'\n'$out
+expect '^not ok - host # no results in .*missing.tap'
+expect '^1 passed, 1 failed, 0 skipped$'
+if [ "$hrc" != 0 ]; then
+	pass=$((pass + 1))
+else
+	fail=$((fail + 1))
+	echo "runner-test: failed host tests did not fail the run"
+fi
+
 if [ $fail != 0 ] || [ -n "${VERBOSE:-}" ]; then
 	echo "runner-test: the runner's output was:"
-	sed 's/^/  | /' <<<"$out"
+	sed 's/^/  | /' <<<"$all"
 fi
 echo "runner-test: $pass passed, $fail failed"
 [ $fail = 0 ]

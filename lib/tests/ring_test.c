@@ -1,0 +1,773 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Host tests of libwtrack's ring consumer against an emulated kernel
+ * (emu.c): vCPU threads write protected pages and wait, the library
+ * consumes and resolves.  Prints TAP.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+#include "emu.h"
+
+static int failed;
+static const char *skipped;
+
+#define CHECK(cond) do {						\
+	if (!(cond)) {							\
+		printf("# %s:%d: %s\n", __FILE__, __LINE__, #cond);	\
+		failed = 1;						\
+	}								\
+} while (0)
+
+#define CHECK_EQ(a, b) do {						\
+	long long _a = (long long)(a), _b = (long long)(b);		\
+	if (_a != _b) {							\
+		printf("# %s:%d: %s == %lld, expected %s == %lld\n",	\
+		       __FILE__, __LINE__, #a, _a, #b, _b);		\
+		failed = 1;						\
+	}								\
+} while (0)
+
+static uint64_t page_gpa(uint64_t page)
+{
+	return EMU_BASE_GPA + page * EMU_PAGE;
+}
+
+static struct wtrack *open_emu(struct emu *e, unsigned int flags)
+{
+	struct wtrack_params p = { .flags = flags }, q;
+	struct wtrack *wt = NULL;
+
+	if (wt_check_params(&p, &q) || wt_ring_open(&q, e->ro_map, &emu_transport, e, &wt))
+		abort();
+	return wt;
+}
+
+/* A vCPU: writes its pages in program order, each landing after its resolve. */
+struct vcpu {
+	pthread_t thread;
+	struct emu *e;
+	unsigned int id;
+	uint64_t *gpas;
+	unsigned int n;
+	int ret;
+};
+
+static void *vcpu_run(void *arg)
+{
+	struct vcpu *v = arg;
+
+	for (unsigned int i = 0; i < v->n && !v->ret; i++)
+		v->ret = emu_write(v->e, v->id, v->gpas[i]);
+	return NULL;
+}
+
+static struct vcpu *start_vcpus(struct emu *e, unsigned int nr, unsigned int writes,
+				uint64_t (*gpa)(unsigned int vcpu, unsigned int i))
+{
+	struct vcpu *v = calloc(nr, sizeof(*v));
+
+	for (unsigned int i = 0; i < nr; i++) {
+		v[i] = (struct vcpu){ .e = e, .id = i, .n = writes };
+		v[i].gpas = calloc(writes, sizeof(uint64_t));
+		for (unsigned int w = 0; w < writes; w++)
+			v[i].gpas[w] = gpa(i, w);
+		pthread_create(&v[i].thread, NULL, vcpu_run, &v[i]);
+	}
+	return v;
+}
+
+static void join_vcpus(struct vcpu *v, unsigned int nr)
+{
+	for (unsigned int i = 0; i < nr; i++) {
+		pthread_join(v[i].thread, NULL);
+		CHECK_EQ(v[i].ret, 0);
+		free(v[i].gpas);
+	}
+	free(v);
+}
+
+/* Take @want events, resolving each one's page; with @peek, poll-style. */
+static int consume(struct wtrack *wt, struct kvm_wtrack_event *log, unsigned int want,
+		   unsigned int batch, bool peek)
+{
+	struct kvm_wtrack_event ev[64];
+	unsigned int got = 0;
+	int n, ret;
+
+	while (got < want) {
+		n = peek ? wtrack_peek(wt, ev, batch) : wtrack_wait(wt, ev, batch);
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n && got < want; i++) {
+			log[got++] = ev[i];
+			ret = wtrack_resolve(wt, ev[i].gpa, ev[i].size);
+			if (ret)
+				return ret;
+		}
+		ret = peek ? wtrack_commit(wt) : 0;
+		if (ret)
+			return ret;
+	}
+	return wtrack_commit(wt);
+}
+
+/* Consecutive seqs from 0, and each vCPU's events in its program order. */
+static void check_log(const struct kvm_wtrack_event *log, unsigned int n, struct emu *e,
+		      unsigned int vcpus, uint64_t (*gpa)(unsigned int, unsigned int))
+{
+	unsigned int *next = calloc(vcpus, sizeof(*next));
+
+	for (unsigned int i = 0; i < n; i++) {
+		const struct kvm_wtrack_event *ev = &log[i];
+
+		CHECK_EQ(ev->seq, i);
+		CHECK(ev->vcpu_id < vcpus);
+		if (ev->vcpu_id >= vcpus || ev->seq != i)
+			break;
+		CHECK_EQ(ev->gpa, gpa(ev->vcpu_id, next[ev->vcpu_id]++));
+		CHECK_EQ(ev->size, EMU_PAGE - (ev->gpa & (EMU_PAGE - 1)));
+		CHECK_EQ(ev->flags, KVM_MEMORY_EXIT_FLAG_WRITE_TRACK |
+				    KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE);
+	}
+	CHECK_EQ(e->bad_cmds, 0);
+	CHECK_EQ(e->buf_changed, 0);
+	free(next);
+}
+
+/* Page v * 1000 + i, written at offset 8 * v. */
+static uint64_t spread_gpa(unsigned int v, unsigned int i)
+{
+	return page_gpa(v * 1000 + i) + 8 * v;
+}
+
+/*
+ * @vcpus threads each write @writes pages of their own through a ring of
+ * @size entries whose indices start at @start; the consumer takes at most
+ * @batch events at a time, and with @fill not before the ring is full.
+ */
+struct stream {
+	uint32_t size, start;
+	unsigned int vcpus, writes, batch, flags;
+	bool deferred, peek, fill;
+};
+
+static bool someone_waits_for_space(struct emu *e)
+{
+	return e->hdr->space_waits > 0;
+}
+
+static void run_stream(const struct stream *s, struct wtrack_stats *st)
+{
+	struct emu *e = emu_create(s->size, s->start, 64, s->vcpus * 1000);
+	struct wtrack *wt = open_emu(e, s->flags);
+	unsigned int total = s->vcpus * s->writes;
+	struct kvm_wtrack_event *log = calloc(total, sizeof(*log));
+	struct vcpu *v;
+
+	e->deferred = s->deferred;
+	for (unsigned int i = 0; i < s->vcpus; i++)
+		emu_protect(e, i * 1000, s->writes);
+	v = start_vcpus(e, s->vcpus, s->writes, spread_gpa);
+	if (s->fill)
+		CHECK(emu_wait_for(e, someone_waits_for_space));
+	CHECK_EQ(consume(wt, log, total, s->batch, s->peek), 0);
+	join_vcpus(v, s->vcpus);
+	check_log(log, total, e, s->vcpus, spread_gpa);
+	CHECK_EQ(wtrack_stats(wt, st), 0);
+	CHECK_EQ(st->events, total);
+	CHECK_EQ(st->resolved, total);
+	CHECK_EQ(st->coalesced, 0);
+	CHECK_EQ(e->hdr->tail, s->start + total);
+	CHECK_EQ(e->khead, e->hdr->tail);
+	wtrack_close(wt);
+	free(log);
+	emu_destroy(e);
+}
+
+static void test_params(void)
+{
+	struct wtrack_params p = { 0 }, q;
+
+	CHECK_EQ(wt_check_params(NULL, &q), 0);
+	CHECK_EQ(q.ring_entries, WTRACK_DEFAULT_ENTRIES);
+	p.ring_entries = 48;
+	CHECK_EQ(wt_check_params(&p, &q), -EINVAL);
+	p.ring_entries = KVM_WTRACK_RING_MIN_ENTRIES / 2;
+	CHECK_EQ(wt_check_params(&p, &q), -EINVAL);
+	p.ring_entries = KVM_WTRACK_RING_MAX_ENTRIES * 2;
+	CHECK_EQ(wt_check_params(&p, &q), -EINVAL);
+	p.ring_entries = KVM_WTRACK_RING_MAX_ENTRIES;
+	CHECK_EQ(wt_check_params(&p, &q), 0);
+	p.flags = 1U << 7;
+	CHECK_EQ(wt_check_params(&p, &q), -EINVAL);
+	p = (struct wtrack_params){ .mode = WTRACK_MODE_EXIT, .ring_entries = 64 };
+	CHECK_EQ(wt_check_params(&p, &q), -EINVAL);
+	p = (struct wtrack_params){ .mode = 2 };
+	CHECK_EQ(wt_check_params(&p, &q), -EINVAL);
+	p = (struct wtrack_params){ .resv[3] = 1 };
+	CHECK_EQ(wt_check_params(&p, &q), -EINVAL);
+}
+
+/* Not a VM: every step fails cleanly. */
+static void test_open_no_kvm(void)
+{
+	struct wtrack *wt = NULL;
+	int fd = open("/dev/null", O_RDWR);
+
+	CHECK_EQ(wtrack_open(fd, NULL, &wt), -ENOTTY);
+	CHECK(wt == NULL);
+	close(fd);
+	CHECK_EQ(wtrack_open(-1, NULL, &wt), -EBADF);
+}
+
+static void test_peek_empty(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct wtrack *wt = open_emu(e, 0);
+	struct kvm_wtrack_event ev[4];
+
+	CHECK_EQ(wtrack_peek(wt, ev, 4), 0);
+	CHECK_EQ(wtrack_wait(wt, ev, 0), -EINVAL);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	CHECK_EQ(e->submits, 0);
+	CHECK_EQ(wtrack_ring_fd(wt), -1);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+static uint64_t basic_gpa(unsigned int v, unsigned int i)
+{
+	return page_gpa(3 * i + v) + 0x10 * i;
+}
+
+static void test_basic(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct wtrack *wt = open_emu(e, 0);
+	struct kvm_wtrack_event log[3];
+	struct wtrack_stats st;
+	struct vcpu *v;
+
+	emu_protect(e, 0, 16);
+	v = start_vcpus(e, 1, 3, basic_gpa);
+	CHECK_EQ(consume(wt, log, 3, 1, false), 0);
+	join_vcpus(v, 1);
+	check_log(log, 3, e, 1, basic_gpa);
+	CHECK_EQ(log[1].gpa, page_gpa(3) + 0x10);
+	CHECK_EQ(log[1].size, EMU_PAGE - 0x10);
+	CHECK(!emu_protected(e, 3) && emu_protected(e, 4));
+	CHECK_EQ(wtrack_stats(wt, &st), 0);
+	CHECK_EQ(st.resolves, 3);
+	/* The first event may beat the first wait; the others cannot. */
+	CHECK(st.fetches >= 2 && st.sleeps >= 1);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+/* The free-running u32 indices wrap while the ring is in use. */
+static void test_wrap(void)
+{
+	struct stream s = { .size = 16, .start = UINT32_MAX - 20, .vcpus = 2,
+			    .writes = 100, .batch = 7 };
+	struct wtrack_stats st;
+
+	run_stream(&s, &st);
+}
+
+/* More vCPUs than entries: they wait for space, and nothing is lost. */
+static void test_full_ring(void)
+{
+	struct stream s = { .size = 16, .vcpus = 32, .writes = 8, .batch = 5, .fill = true };
+	struct wtrack_stats st;
+
+	run_stream(&s, &st);
+	CHECK(st.space_waits > 0);
+}
+
+static void test_full_ring_busy_poll(void)
+{
+	struct stream s = { .size = 16, .start = UINT32_MAX - 5, .vcpus = 32, .writes = 8,
+			    .batch = 64, .flags = WTRACK_F_BUSY_POLL, .fill = true };
+	struct wtrack_stats st;
+
+	run_stream(&s, &st);
+	CHECK(st.space_waits > 0);
+}
+
+/* Commands issued only later, as with SQPOLL: buffers must stay intact. */
+static void test_full_ring_deferred(void)
+{
+	struct stream s = { .size = 16, .vcpus = 32, .writes = 8, .batch = 3,
+			    .flags = WTRACK_F_SQPOLL, .deferred = true, .fill = true };
+	struct wtrack_stats st;
+
+	run_stream(&s, &st);
+	CHECK(st.space_waits > 0);
+}
+
+/* poll()-style consumer: wtrack_peek() and wtrack_commit() only. */
+static void test_peek_commit(void)
+{
+	struct stream s = { .size = 16, .vcpus = 20, .writes = 4, .batch = 64, .peek = true };
+	struct wtrack_stats st;
+
+	run_stream(&s, &st);
+	CHECK_EQ(st.fetches, 0);
+	CHECK_EQ(st.sleeps, 0);
+}
+
+/* Random program orders, revisited pages included. */
+static uint64_t order[3][64];
+
+static uint64_t order_gpa(unsigned int v, unsigned int i)
+{
+	return order[v][i];
+}
+
+static void test_ordering(void)
+{
+	struct emu *e = emu_create(32, 0, 4096, 3 * 64);
+	struct wtrack *wt = open_emu(e, 0);
+	struct kvm_wtrack_event log[3 * 48];
+	struct vcpu *v;
+
+	srand(42);
+	for (unsigned int t = 0; t < 3; t++) {
+		for (unsigned int i = 0; i < 48; i++)
+			order[t][i] = page_gpa(t * 64 + i) + 8 * t;
+		for (unsigned int i = 47; i > 0; i--) {
+			unsigned int j = rand() % (i + 1);
+			uint64_t x = order[t][i];
+
+			order[t][i] = order[t][j];
+			order[t][j] = x;
+		}
+		/* Written again after its event was resolved: no new event. */
+		for (unsigned int i = 48; i < 64; i++)
+			order[t][i] = order[t][i - 48];
+	}
+	emu_protect(e, 0, 3 * 64);
+	v = start_vcpus(e, 3, 64, order_gpa);
+	CHECK_EQ(consume(wt, log, 3 * 48, 5, false), 0);
+	join_vcpus(v, 3);
+	check_log(log, 3 * 48, e, 3, order_gpa);
+	CHECK_EQ(e->hdr->events, 3 * 48);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+/* KVM's own writes: a thread posting landed events into a full ring. */
+static void *landed_writer(void *arg)
+{
+	struct vcpu *v = arg;
+
+	for (unsigned int i = 0; i < v->n && !v->ret; i++)
+		v->ret = emu_write_landed(v->e, v->id, v->gpas[i]);
+	return NULL;
+}
+
+/*
+ * Landed events need no resolve: the consumer only hands entries back,
+ * and does so before it has drained the ring, with head-only COMMITs.
+ */
+static void test_landed(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 128);
+	struct wtrack *wt = open_emu(e, 0);
+	struct vcpu v = { .e = e, .id = 7, .n = 100 };
+	struct kvm_wtrack_event ev[4];
+	struct wtrack_stats st;
+	unsigned int got = 0;
+	int n = 0;
+
+	emu_protect(e, 0, 128);
+	v.gpas = calloc(v.n, sizeof(uint64_t));
+	for (unsigned int i = 0; i < v.n; i++)
+		v.gpas[i] = page_gpa(i) + 0x80;
+	pthread_create(&v.thread, NULL, landed_writer, &v);
+	CHECK(emu_wait_for(e, someone_waits_for_space));
+	while (got < v.n && (n = wtrack_wait(wt, ev, 4)) > 0) {
+		for (int i = 0; i < n; i++, got++) {
+			CHECK_EQ(ev[i].gpa, page_gpa(got));
+			CHECK_EQ(ev[i].size, EMU_PAGE);
+			CHECK(ev[i].flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED);
+			CHECK_EQ(ev[i].seq, got);
+		}
+	}
+	CHECK(n > 0);
+	CHECK_EQ(got, v.n);
+	pthread_join(v.thread, NULL);
+	CHECK_EQ(v.ret, 0);
+	CHECK_EQ(wtrack_stats(wt, &st), 0);
+	CHECK(st.commits > 0);
+	CHECK_EQ(st.resolves, 0);
+	CHECK(st.space_waits > 0);
+	CHECK_EQ(e->bad_cmds, 0);
+	free(v.gpas);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+static uint64_t same_gpa(unsigned int v, unsigned int i)
+{
+	return page_gpa(5) + 8 * v + i;
+}
+
+static bool three_joined(struct emu *e)
+{
+	return e->hdr->coalesced == 3;
+}
+
+/* Four vCPUs on one page: one event, and one resolve wakes them all. */
+static void test_coalesce(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct wtrack *wt = open_emu(e, 0);
+	struct kvm_wtrack_event ev[4];
+	struct wtrack_stats st;
+	struct vcpu *v;
+
+	emu_protect(e, 0, 16);
+	v = start_vcpus(e, 4, 1, same_gpa);
+	CHECK_EQ(wtrack_wait(wt, ev, 4), 1);
+	CHECK(emu_wait_for(e, three_joined));
+	CHECK_EQ(wtrack_peek(wt, ev + 1, 3), 0);
+	CHECK_EQ(ev[0].gpa & ~(EMU_PAGE - 1), page_gpa(5));
+	CHECK_EQ(wtrack_resolve(wt, ev[0].gpa, ev[0].size), 0);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	join_vcpus(v, 4);
+	CHECK_EQ(wtrack_stats(wt, &st), 0);
+	CHECK_EQ(st.events, 1);
+	CHECK_EQ(st.coalesced, 3);
+	CHECK_EQ(st.resolved, 1);
+	CHECK_EQ(e->bad_cmds, 0);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+static uint64_t page10_gpa(unsigned int v, unsigned int i)
+{
+	(void)v;
+	return page_gpa(10 + i);
+}
+
+/* The kernel's checks: a bad head or batch is refused and changes nothing. */
+static void test_bad_cmd(void)
+{
+	struct emu *e = emu_create(16, UINT32_MAX - 1, 4096, 16);
+	struct kvm_wtrack_resolve r = { page_gpa(1), EMU_PAGE };
+	struct kvm_wtrack_ring_cmd c = { .nr_resolve = 1, .resolve_addr = (uintptr_t)&r };
+	struct kvm_wtrack_ring_header before;
+	struct wtrack *wt = open_emu(e, 0);
+	struct kvm_wtrack_event ev[2];
+	struct vcpu *v;
+
+	emu_protect(e, 0, 16);
+	v = start_vcpus(e, 1, 1, page10_gpa);
+	CHECK_EQ(wtrack_wait(wt, ev, 2), 1);		/* tail is now head + 1 */
+	before = *e->hdr;
+	c.head = e->khead + 2;				/* past tail */
+	CHECK_EQ(emu_cmd(e, KVM_WTRACK_RING_COMMIT, &c, 9), -EINVAL);
+	c.head = e->khead - 1;				/* before the last head */
+	CHECK_EQ(emu_cmd(e, KVM_WTRACK_RING_COMMIT, &c, 9), -EINVAL);
+	c.head = e->khead + 1;
+	c.nr_resolve = KVM_WTRACK_RESOLVE_MAX + 1;
+	CHECK_EQ(emu_cmd(e, KVM_WTRACK_RING_COMMIT, &c, 9), -EINVAL);
+	CHECK(!memcmp(&before, e->hdr, sizeof(before)));
+	CHECK_EQ(e->khead, before.head);
+	CHECK(emu_protected(e, 1));
+	CHECK_EQ(e->bad_cmds, 3);
+	/* The library's state is untouched by those: it goes on. */
+	e->bad_cmds = 0;
+	CHECK_EQ(wtrack_resolve(wt, ev[0].gpa, ev[0].size), 0);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	join_vcpus(v, 1);
+	CHECK_EQ(e->bad_cmds, 0);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+/* More ranges than one command takes: split, each batch within the max. */
+static void test_resolve_split(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 6000);
+	struct wtrack *wt = open_emu(e, 0);
+	struct wtrack_stats st;
+	unsigned int wrong = 0;
+
+	emu_protect(e, 0, 6000);
+	for (unsigned int i = 0; i < 2500; i++)
+		CHECK_EQ(wtrack_resolve(wt, page_gpa(2 * i), 1), 0);
+	/* Adjacent pages merge into the last range. */
+	for (unsigned int i = 5100; i < 5200; i++)
+		CHECK_EQ(wtrack_resolve(wt, page_gpa(i), EMU_PAGE), 0);
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(5150) + 7, 9), 0);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	CHECK_EQ(e->bad_cmds, 0);
+	CHECK_EQ(e->max_nr_resolve, KVM_WTRACK_RESOLVE_MAX);
+	CHECK_EQ(e->resolve_ranges, 2501);
+	CHECK_EQ(e->unprotected_pages, 2600);
+	for (unsigned int i = 0; i < 5000; i++)
+		wrong += emu_protected(e, i) != i % 2;
+	CHECK_EQ(wrong, 0);
+	CHECK(!emu_protected(e, 5100) && !emu_protected(e, 5199));
+	CHECK(emu_protected(e, 5099) && emu_protected(e, 5200));
+	CHECK_EQ(wtrack_stats(wt, &st), 0);
+	CHECK_EQ(st.commits, 3);
+	CHECK_EQ(st.resolves, 2501);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+static void test_resolve_ranges(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct wtrack *wt = open_emu(e, 0);
+
+	emu_protect(e, 0, 16);
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(2), 0), -EINVAL);
+	CHECK_EQ(wtrack_resolve(wt, UINT64_MAX - 10, 100), -EINVAL);
+	CHECK_EQ(wtrack_resolve(wt, UINT64_MAX - EMU_PAGE + 1, 1), -EINVAL);
+	/* Two bytes across a page boundary: both pages. */
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(4) - 1, 2), 0);
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(8) + 100, 1), 0);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	CHECK_EQ(e->bad_cmds, 0);
+	CHECK(emu_protected(e, 2) && emu_protected(e, 5) && emu_protected(e, 9));
+	CHECK(!emu_protected(e, 3) && !emu_protected(e, 4) && !emu_protected(e, 8));
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+static uint64_t two_gpa(unsigned int v, unsigned int i)
+{
+	return page_gpa(2 * i + v);
+}
+
+static bool commit_held(struct emu *e)
+{
+	return e->held;
+}
+
+/* Writes page 0 once the COMMIT's completion is held back, then page 2. */
+static void *late_vcpu(void *arg)
+{
+	struct vcpu *v = arg;
+
+	if (!emu_wait_for(v->e, commit_held))
+		v->ret = -ETIMEDOUT;
+	for (unsigned int i = 0; i < 2 && !v->ret; i++)
+		v->ret = emu_write(v->e, 0, page_gpa(2 * i));
+	return NULL;
+}
+
+/*
+ * A signal during the sleep: -EINTR, and the COMMIT_AND_FETCH stays in
+ * flight, holding its resolve buffer while other batches come and go.
+ * Its completion then arrives while wtrack_commit() waits for its
+ * COMMIT's: neither is lost, no second FETCH is submitted, and once the
+ * ring is empty again the next wait sleeps in a new one.
+ */
+static void test_eintr(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct wtrack *wt = open_emu(e, 0);
+	struct vcpu v = { .e = e };
+	struct kvm_wtrack_event ev[4];
+
+	emu_protect(e, 0, 16);
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(12), EMU_PAGE), 0);
+	e->intr_next = true;
+	CHECK_EQ(wtrack_wait(wt, ev, 4), -EINTR);
+	CHECK(e->fetch_waiting && !emu_protected(e, 12));
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(13), EMU_PAGE), 0);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	CHECK(!emu_protected(e, 13));
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(14), EMU_PAGE), 0);
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(14) + 4, 4), 0);	/* already queued */
+	e->hold_commit = true;
+	pthread_create(&v.thread, NULL, late_vcpu, &v);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	CHECK(!emu_protected(e, 14));
+	CHECK(!e->held && !e->fetch_waiting);
+	CHECK_EQ(wtrack_wait(wt, ev, 4), 1);
+	CHECK_EQ(ev[0].gpa, page_gpa(0));
+	CHECK_EQ(wtrack_resolve(wt, ev[0].gpa, ev[0].size), 0);
+	CHECK_EQ(wtrack_wait(wt, ev, 4), 1);
+	CHECK_EQ(ev[0].gpa, page_gpa(2));
+	CHECK_EQ(ev[0].seq, 1);
+	CHECK_EQ(wtrack_resolve(wt, ev[0].gpa, ev[0].size), 0);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	pthread_join(v.thread, NULL);
+	CHECK_EQ(v.ret, 0);
+	CHECK_EQ(e->busy_fetches, 0);
+	CHECK_EQ(e->buf_changed, 0);
+	CHECK_EQ(e->bad_cmds, 0);
+	CHECK_EQ(e->resolve_ranges, 5);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+/* A failed command is reported once; its resolves are dropped; the rest goes on. */
+static void test_cmd_failure(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct wtrack *wt = open_emu(e, 0);
+	struct kvm_wtrack_event ev[4];
+	struct vcpu *v;
+
+	emu_protect(e, 0, 16);
+	v = start_vcpus(e, 1, 2, two_gpa);
+	CHECK_EQ(wtrack_wait(wt, ev, 4), 1);
+	CHECK_EQ(wtrack_resolve(wt, ev[0].gpa, ev[0].size), 0);
+	e->fail_next = -ENOMEM;
+	CHECK_EQ(wtrack_wait(wt, ev, 4), -ENOMEM);
+	CHECK(emu_protected(e, 0));
+	CHECK_EQ(wtrack_resolve(wt, page_gpa(0), EMU_PAGE), 0);
+	CHECK_EQ(wtrack_wait(wt, ev, 4), 1);
+	CHECK_EQ(ev[0].gpa, page_gpa(2));
+	CHECK_EQ(wtrack_resolve(wt, ev[0].gpa, ev[0].size), 0);
+	CHECK_EQ(wtrack_commit(wt), 0);
+	join_vcpus(v, 1);
+	CHECK_EQ(e->bad_cmds, 1);
+	CHECK_EQ(e->busy_fetches, 0);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+/*
+ * The io_uring transport, end to end on the host: a pipe has no uring_cmd,
+ * so every command completes with EOPNOTSUPP, which must come back
+ * through the CQE of the right command.
+ */
+static void test_uring_transport(void)
+{
+	for (unsigned int flags = 0; flags <= WTRACK_F_SQPOLL; flags += WTRACK_F_SQPOLL) {
+		struct emu *e = emu_create(16, 0, 4096, 16);
+		struct wtrack_params p = { .flags = flags }, q;
+		struct kvm_wtrack_event ev[4];
+		struct wtrack *wt = NULL;
+		struct wtrack_stats st;
+		void *priv = NULL;
+		int pfd[2], ret;
+
+		if (pipe(pfd))
+			abort();
+		ret = wt_uring_create(pfd[0], flags, &priv);
+		if (ret) {
+			skipped = flags ? "no io_uring SQPOLL here" : "no io_uring here";
+		} else {
+			CHECK_EQ(wt_check_params(&p, &q), 0);
+			CHECK_EQ(wt_ring_open(&q, e->ro_map, &wt_uring_transport, priv, &wt), 0);
+			CHECK_EQ(wtrack_wait(wt, ev, 4), -EOPNOTSUPP);
+			CHECK_EQ(wtrack_resolve(wt, page_gpa(1), EMU_PAGE), 0);
+			CHECK_EQ(wtrack_commit(wt), -EOPNOTSUPP);
+			CHECK_EQ(wtrack_commit(wt), 0);	/* the failed batch is gone */
+			CHECK_EQ(wtrack_stats(wt, &st), 0);
+			CHECK_EQ(st.fetches, 1);
+			CHECK_EQ(st.commits, 1);
+			wtrack_close(wt);
+		}
+		close(pfd[0]);
+		close(pfd[1]);
+		emu_destroy(e);
+		if (ret)
+			break;
+	}
+}
+
+/* The memory_fault report, as KVM lays it out in kvm_run. */
+static void craft_exit(struct kvm_run *run, __u32 reason, __u64 flags, __u64 gpa, __u64 size)
+{
+	const __u64 mf[3] = { flags, gpa, size };
+
+	_Static_assert(offsetof(struct kvm_run, hw) == 32, "kvm_run layout");
+	memset(run, 0, sizeof(*run));
+	run->exit_reason = reason;
+	memcpy(&run->hw, mf, sizeof(mf));
+}
+
+static void test_exit_event(void)
+{
+	const __u64 wt = KVM_MEMORY_EXIT_FLAG_WRITE_TRACK | KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE;
+	const __u64 landed = wt | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
+	struct kvm_wtrack_event ev;
+	struct kvm_run run;
+
+	craft_exit(&run, 39, wt, 0x12345, 0xcbb);
+	memset(&ev, 0xff, sizeof(ev));
+	CHECK_EQ(wtrack_exit_event(&run, 3, &ev), 1);
+	CHECK_EQ(ev.gpa, 0x12345);
+	CHECK_EQ(ev.size, 0xcbb);
+	CHECK_EQ(ev.vcpu_id, 3);
+	CHECK_EQ(ev.flags, wt);
+	CHECK_EQ(ev.seq, 0);
+	craft_exit(&run, 39, landed, 0x7000, 0x1000);
+	CHECK_EQ(wtrack_exit_event(&run, 0, &ev), 1);
+	CHECK_EQ(ev.flags, landed);
+	CHECK_EQ(ev.gpa, 0x7000);
+	craft_exit(&run, 39, landed | KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW, 0, 0);
+	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 1);
+	CHECK(ev.flags & KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW);
+	CHECK_EQ(ev.gpa, 0);
+	CHECK_EQ(ev.size, 0);
+	/* A private/shared conversion request is not ours. */
+	craft_exit(&run, 39, 1ULL << 3, 0x8000, 0x1000);
+	memset(&ev, 0xab, sizeof(ev));
+	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 0);
+	CHECK_EQ(ev.gpa, 0xababababababababULL);
+	craft_exit(&run, KVM_EXIT_IO, wt, 0x8000, 0x1000);
+	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 0);
+	CHECK_EQ(wtrack_exit_event(NULL, 1, &ev), -EINVAL);
+	CHECK_EQ(wtrack_exit_event(&run, 1, NULL), -EINVAL);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+	{ "params", test_params },
+	{ "open_no_kvm", test_open_no_kvm },
+	{ "peek_empty", test_peek_empty },
+	{ "basic", test_basic },
+	{ "wrap", test_wrap },
+	{ "full_ring", test_full_ring },
+	{ "full_ring_busy_poll", test_full_ring_busy_poll },
+	{ "full_ring_deferred", test_full_ring_deferred },
+	{ "peek_commit", test_peek_commit },
+	{ "ordering", test_ordering },
+	{ "coalesce", test_coalesce },
+	{ "landed", test_landed },
+	{ "bad_cmd", test_bad_cmd },
+	{ "resolve_split", test_resolve_split },
+	{ "resolve_ranges", test_resolve_ranges },
+	{ "eintr", test_eintr },
+	{ "cmd_failure", test_cmd_failure },
+	{ "uring_transport", test_uring_transport },
+	{ "exit_event", test_exit_event },
+};
+
+int main(int argc, char **argv)
+{
+	unsigned int n = ARRAY_SIZE(tests), bad = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	alarm(120);	/* a hang is a failure: the plan goes unmet */
+	printf("1..%u\n", n);
+	for (unsigned int i = 0; i < n; i++) {
+		if (argc > 1 && strcmp(argv[1], tests[i].name))
+			continue;
+		failed = 0;
+		skipped = NULL;
+		tests[i].fn();
+		printf("%sok %u - %s%s%s\n", failed ? "not " : "", i + 1, tests[i].name,
+		       skipped ? " # SKIP " : "", skipped ? skipped : "");
+		bad += failed;
+	}
+	return bad ? 1 : 0;
+}
