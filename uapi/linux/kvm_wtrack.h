@@ -109,14 +109,20 @@ struct kvm_wtrack_event {
  * io_uring commands on the ring fd (IORING_OP_URING_CMD, sqe->cmd_op), with
  * struct kvm_wtrack_ring_cmd in sqe->cmd:
  *
- * FETCH: complete once events past @head exist; res is their number.
+ * FETCH: complete once events past @head exist; res is their number
+ *   past the kernel's head when it completes (0 if read() took them).
  * COMMIT: resolve the @nr_resolve ranges at @resolve_addr: unprotect them
- *   and wake every vCPU waiting on one of their pages; res is 0.
+ *   and wake every vCPU waiting on one of their pages; pages without a
+ *   memslot are skipped.  res is 0.
  * COMMIT_AND_FETCH: both, in that order.
  *
  * Each also records @head: the consumer is done with events before it.
- * It must lie between the previous head and tail.  At most one FETCH is
- * in flight per ring.  A failing command changes nothing; res is -errno.
+ * It must lie between header.head and tail.  At most one FETCH is in
+ * flight per ring; it completes through task work of the thread that
+ * submitted it, and is canceled (-ECANCELED) if that thread exits.  The
+ * resolve array is read when the command is issued, which with SQPOLL is
+ * after io_uring_submit() returns: keep it until the completion.  A
+ * failing command changes nothing; res is -errno.
  */
 struct kvm_wtrack_ring_cmd {
 	__u32 head;
