@@ -12,25 +12,7 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 #include "emu.h"
-
-static int failed;
-static const char *skipped;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		printf("# %s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failed = 1;						\
-	}								\
-} while (0)
-
-#define CHECK_EQ(a, b) do {						\
-	long long _a = (long long)(a), _b = (long long)(b);		\
-	if (_a != _b) {							\
-		printf("# %s:%d: %s == %lld, expected %s == %lld\n",	\
-		       __FILE__, __LINE__, #a, _a, #b, _b);		\
-		failed = 1;						\
-	}								\
-} while (0)
+#include "tap.h"
 
 static uint64_t page_gpa(uint64_t page)
 {
@@ -660,7 +642,7 @@ static void test_uring_transport(void)
 			abort();
 		ret = wt_uring_create(pfd[0], flags, &priv);
 		if (ret) {
-			skipped = flags ? "no io_uring SQPOLL here" : "no io_uring here";
+			tap_skipped = flags ? "no io_uring SQPOLL here" : "no io_uring here";
 		} else {
 			CHECK_EQ(wt_check_params(&p, &q), 0);
 			CHECK_EQ(wt_ring_open(&q, e->ro_map, &wt_uring_transport, priv, &wt), 0);
@@ -727,10 +709,7 @@ static void test_exit_event(void)
 	CHECK_EQ(wtrack_exit_event(&run, 1, NULL), -EINVAL);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tap_test tests[] = {
 	{ "params", test_params },
 	{ "open_no_kvm", test_open_no_kvm },
 	{ "peek_empty", test_peek_empty },
@@ -754,20 +733,5 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	unsigned int n = ARRAY_SIZE(tests), bad = 0;
-
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	alarm(120);	/* a hang is a failure: the plan goes unmet */
-	printf("1..%u\n", n);
-	for (unsigned int i = 0; i < n; i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
-			continue;
-		failed = 0;
-		skipped = NULL;
-		tests[i].fn();
-		printf("%sok %u - %s%s%s\n", failed ? "not " : "", i + 1, tests[i].name,
-		       skipped ? " # SKIP " : "", skipped ? skipped : "");
-		bad += failed;
-	}
-	return bad ? 1 : 0;
+	return tap_main(tests, ARRAY_SIZE(tests), argc, argv);
 }

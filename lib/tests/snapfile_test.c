@@ -19,29 +19,11 @@
 #include <linux/kvm.h>
 #include "wtsnap.h"
 #include "../snapfmt.h"
+#include "tap.h"
 
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define PG		4096ULL
 #define NR_VCPUS	4
-
-static int failed;
-static const char *skipped;
-
-#define CHECK(cond) do {						\
-	if (!(cond)) {							\
-		printf("# %s:%d: %s\n", __FILE__, __LINE__, #cond);	\
-		failed = 1;						\
-	}								\
-} while (0)
-
-#define CHECK_EQ(a, b) do {						\
-	long long _a = (long long)(a), _b = (long long)(b);		\
-	if (_a != _b) {							\
-		printf("# %s:%d: %s == %lld, expected %s == %lld\n",	\
-		       __FILE__, __LINE__, #a, _a, #b, _b);		\
-		failed = 1;						\
-	}								\
-} while (0)
 
 /* Deliberately out of gpa order, with gaps between them. */
 static const struct wtsnap_region regions[] = {
@@ -469,7 +451,7 @@ static void check_pages(const struct wtsnap_file *f)
 		CHECK_EQ(ret, 0);
 		if (ret || !page_ok(buf, page_gpa(i))) {
 			printf("# page %#llx wrong\n", (unsigned long long)page_gpa(i));
-			failed = 1;
+			tap_failed = 1;
 			break;
 		}
 	}
@@ -1143,10 +1125,7 @@ static void test_write_error(void)
 	close(fd);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const struct tap_test tests[] = {
 	{ "crc32c", test_crc32c },
 	{ "roundtrip", test_roundtrip },
 	{ "threads", test_threads },
@@ -1162,21 +1141,8 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	unsigned int n = ARRAY_SIZE(tests), bad = 0;
+	int ret = tap_main(tests, ARRAY_SIZE(tests), argc, argv);
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	alarm(120);	/* a hang is a failure: the plan goes unmet */
-	printf("1..%u\n", n);
-	for (unsigned int i = 0; i < n; i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
-			continue;
-		failed = 0;
-		skipped = NULL;
-		tests[i].fn();
-		printf("%sok %u - %s%s%s\n", failed ? "not " : "", i + 1, tests[i].name,
-		       skipped ? " # SKIP " : "", skipped ? skipped : "");
-		bad += failed;
-	}
 	reset_expected();
-	return bad ? 1 : 0;
+	return ret;
 }
