@@ -177,7 +177,7 @@ static void print_row(const char *what, double p50_us, double p99_us,
 #define EV_BATCH	64
 
 enum ev_mode {
-	EV_IO, EV_EXIT, EV_RING, EV_RING_BUSY, EV_RING_SQPOLL, EV_UFFD,
+	EV_IO, EV_EXIT, EV_RING, EV_RING_BUSY, EV_RING_VPOLL, EV_RING_SQPOLL, EV_UFFD,
 	EV_NR_MODES
 };
 
@@ -186,6 +186,7 @@ static const char * const ev_mode_name[EV_NR_MODES] = {
 	[EV_EXIT]	 = "exit mode",
 	[EV_RING]	 = "ring mode, blocking consumer",
 	[EV_RING_BUSY]	 = "ring mode, busy-polling consumer",
+	[EV_RING_VPOLL]	 = "  ... and vCPUs poll 100 us",
 	[EV_RING_SQPOLL] = "ring mode, busy-polling + SQPOLL",
 	[EV_UFFD]	 = "userfaultfd write-protect",
 };
@@ -367,6 +368,7 @@ static void ev_open_wtrack(struct ev_bench *b)
 		p.mode = WTRACK_MODE_EXIT;
 		break;
 	case EV_RING_BUSY:
+	case EV_RING_VPOLL:
 		p.flags = WTRACK_F_BUSY_POLL;
 		break;
 	case EV_RING_SQPOLL:
@@ -424,6 +426,16 @@ static void ev_noop(int sig)
 {
 }
 
+/* kvm.wtrack_poll_ns: how long a vCPU polls for its resolve first. */
+static void ev_set_vcpu_poll_ns(unsigned int ns)
+{
+	FILE *f = fopen("/sys/module/kvm/parameters/wtrack_poll_ns", "w");
+
+	TEST_ASSERT(f, "no kvm.wtrack_poll_ns");
+	fprintf(f, "%u\n", ns);
+	TEST_ASSERT(!fclose(f), "writing kvm.wtrack_poll_ns");
+}
+
 /*
  * One run: @nr_vcpus vCPUs write @npages pages each.  Fills @lat with the
  * per-write times in ns and returns the events per second.
@@ -448,6 +460,7 @@ static double ev_run(enum ev_mode mode, int nr_vcpus, uint64_t npages, uint64_t 
 		ev_uffd_setup(&b);
 	else if (mode != EV_IO)
 		ev_open_wtrack(&b);
+	ev_set_vcpu_poll_ns(mode == EV_RING_VPOLL ? 100000 : 0);
 
 	pthread_barrier_init(&b.start, NULL, nr_vcpus + 1);
 	for (i = 0; i < nr_vcpus; i++) {

@@ -8,6 +8,7 @@
  * every vCPU.  Consumers here use read(), the mapping and io_uring.
  */
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -60,6 +61,27 @@ static void vcpu_run_start(struct vcpu_run *run, struct kvm_vcpu *vcpu)
 	run->vcpu = vcpu;
 	run->done = false;
 	pthread_create(&run->thread, NULL, vcpu_run_thread, run);
+}
+
+static void pin_to_cpu(cpu_set_t *set, int cpu)
+{
+	CPU_ZERO(set);
+	CPU_SET(cpu, set);
+}
+
+/* The same, on @cpu from its start. */
+static void vcpu_run_start_on(struct vcpu_run *run, struct kvm_vcpu *vcpu, int cpu)
+{
+	pthread_attr_t attr;
+	cpu_set_t set;
+
+	pin_to_cpu(&set, cpu);
+	pthread_attr_init(&attr);
+	pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	run->vcpu = vcpu;
+	run->done = false;
+	pthread_create(&run->thread, &attr, vcpu_run_thread, run);
+	pthread_attr_destroy(&attr);
 }
 
 /* Join a KVM_RUN that must have ended with the guest done. */
@@ -182,8 +204,22 @@ FIXTURE_SETUP(ring)
 	ring_vm_create(self);
 }
 
+#define POLL_NS_PARAM	"/sys/module/kvm/parameters/wtrack_poll_ns"
+
+/* kvm.wtrack_poll_ns: how long a waiting vCPU polls before it sleeps. */
+static int set_poll_ns(unsigned int ns)
+{
+	FILE *f = fopen(POLL_NS_PARAM, "w");
+
+	if (!f)
+		return -errno;
+	fprintf(f, "%u\n", ns);
+	return fclose(f) ? -errno : 0;
+}
+
 FIXTURE_TEARDOWN(ring)
 {
+	set_poll_ns(0);
 	ring_close(self);
 	if (self->vm)
 		kvm_vm_free(self->vm);
@@ -295,6 +331,7 @@ TEST_F(ring, write_waits_for_resolve_then_lands_once)
 	vcpu_run_join_done(&self->runs[0]);
 	ASSERT_EQ(*hva(self->vm, gpa), 0x1234);
 	ASSERT_EQ(self->hdr->resolved, 1);
+	ASSERT_EQ(self->hdr->polled, 0);
 	ASSERT_EQ(ring_tail(self), 1);
 
 	/* Nothing more to read, and poll() says so. */
@@ -368,6 +405,51 @@ TEST_F(ring, signal_ends_the_wait_and_the_write_is_retried)
 	vm_wtrack_unprotect(self->vm, PAGE(9), PAGE_SIZE);
 	vcpu_run_join_done(run);
 	ASSERT_EQ(*hva(self->vm, gpa), 0x5678);
+}
+
+/*
+ * With kvm.wtrack_poll_ns, a vCPU whose page is resolved while it polls
+ * goes on without sleeping; a signal still ends its wait at once.  The
+ * vCPU gets a CPU of its own: polling stops when another task wants it.
+ */
+TEST_F(ring, vcpu_polls_for_a_quick_resolve)
+{
+	struct sigaction sa = { .sa_handler = sigusr1 };
+	struct vcpu_run *run = &self->runs[0];
+	cpu_set_t set;
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		SKIP(return, "a polling vCPU needs a CPU of its own");
+	pin_to_cpu(&set, 0);
+	ASSERT_EQ(sched_setaffinity(0, sizeof(set), &set), 0);
+	ASSERT_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+	ASSERT_EQ(set_poll_ns(3000000000u), 0);
+	ring_open(_metadata, self, 16);
+	vm_wtrack_protect(self->vm, PAGE(0), 4 * PAGE_SIZE);
+
+	/*
+	 * Resolve each page at once.  Even so, another task that wants the
+	 * CPU ends a poll early, so of three tries one must see the resolve.
+	 */
+	set_guest_writes(self->vcpus[0], PAGE(0), 3, 0x31);
+	vcpu_run_start_on(run, self->vcpus[0], 1);
+	for (int i = 0; i < 3; i++) {
+		while (ring_tail(self) != i + 1)
+			;
+		vm_wtrack_unprotect(self->vm, PAGE(i), PAGE_SIZE);
+	}
+	vcpu_run_join_done(run);
+	ASSERT_GE(self->hdr->polled, 1);
+
+	run = &self->runs[1];
+	set_guest_writes(self->vcpus[1], PAGE(3), 1, 0x32);
+	vcpu_run_start_on(run, self->vcpus[1], 1);
+	wait_until(ring_tail(self) == 4);
+	check_waiting(_metadata, self->vm, run, PAGE(3));
+	pthread_kill(run->thread, SIGUSR1);
+	pthread_join(run->thread, NULL);
+	ASSERT_EQ(run->err, EINTR);
+	ASSERT_EQ(*hva(self->vm, PAGE(3)), PATTERN);
 }
 
 /*

@@ -92,6 +92,7 @@ struct kvm_wtrack_ring_header {
 	__u64 coalesced;	/* writes that joined an unresolved event */
 	__u64 space_waits;	/* times a vCPU waited for a free entry */
 	__u64 resolved;		/* pages resolved with a vCPU event pending */
+	__u64 polled;		/* resolves a vCPU saw while polling */
 };
 
 /* One write to a protected page, in the style of kvm_run.memory_fault. */
