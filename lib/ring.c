@@ -333,6 +333,7 @@ WT_API int wtrack_stats(struct wtrack *wt, struct wtrack_stats *st)
 	st->coalesced = __atomic_load_n(&h->coalesced, __ATOMIC_RELAXED);
 	st->space_waits = __atomic_load_n(&h->space_waits, __ATOMIC_RELAXED);
 	st->resolved = __atomic_load_n(&h->resolved, __ATOMIC_RELAXED);
+	st->polled = __atomic_load_n(&h->polled, __ATOMIC_RELAXED);
 	return 0;
 }
 

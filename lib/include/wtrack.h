@@ -73,9 +73,11 @@ struct wtrack_params {
  * @commits: COMMIT commands the library submitted.
  * @resolves: ranges the library handed to the kernel to resolve.
  * @sleeps: times wtrack_wait() slept in the kernel.
+ * @polled: resolves a vCPU saw while polling (kvm.wtrack_poll_ns).
  *
- * The first four are the kernel's, from the ring header, since the ring
- * was created; the others are the library's.
+ * @events, @coalesced, @space_waits, @resolved and @polled are the
+ * kernel's, from the ring header, since the ring was created; the others
+ * are the library's.
  */
 struct wtrack_stats {
 	uint64_t events;
@@ -86,6 +88,7 @@ struct wtrack_stats {
 	uint64_t commits;
 	uint64_t resolves;
 	uint64_t sleeps;
+	uint64_t polled;
 };
 
 /**

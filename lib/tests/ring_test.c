@@ -427,6 +427,7 @@ static void test_coalesce(void)
 	CHECK_EQ(st.events, 1);
 	CHECK_EQ(st.coalesced, 3);
 	CHECK_EQ(st.resolved, 1);
+	CHECK_EQ(st.polled, 0);	/* the emulated kernel never polls */
 	CHECK_EQ(e->bad_cmds, 0);
 	wtrack_close(wt);
 	emu_destroy(e);
