@@ -15,7 +15,10 @@
  * wtrack is used by one thread at a time, best always the same: the
  * kernel completes a sleeping FETCH in the thread that submitted it, and
  * cancels it (ECANCELED, returned once by wtrack_wait()) if that thread
- * exits.
+ * exits.  The exceptions touch no state of the handle and may be called
+ * from any thread at any time: wtrack_protect(), wtrack_unprotect(),
+ * wtrack_exit_event() and, in exit mode, wtrack_resolve() (so every vCPU
+ * thread can resolve its own exits).
  */
 #ifndef WTRACK_H
 #define WTRACK_H
