@@ -56,11 +56,18 @@ static void *vcpu_run_thread(void *arg)
 	return NULL;
 }
 
-static void vcpu_run_start(struct vcpu_run *run, struct kvm_vcpu *vcpu)
+/* @attr: the thread's attributes, or NULL. */
+static void __vcpu_run_start(struct vcpu_run *run, struct kvm_vcpu *vcpu,
+			     const pthread_attr_t *attr)
 {
 	run->vcpu = vcpu;
 	run->done = false;
-	pthread_create(&run->thread, NULL, vcpu_run_thread, run);
+	pthread_create(&run->thread, attr, vcpu_run_thread, run);
+}
+
+static void vcpu_run_start(struct vcpu_run *run, struct kvm_vcpu *vcpu)
+{
+	__vcpu_run_start(run, vcpu, NULL);
 }
 
 static void pin_to_cpu(cpu_set_t *set, int cpu)
@@ -78,9 +85,7 @@ static void vcpu_run_start_on(struct vcpu_run *run, struct kvm_vcpu *vcpu, int c
 	pin_to_cpu(&set, cpu);
 	pthread_attr_init(&attr);
 	pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	run->vcpu = vcpu;
-	run->done = false;
-	pthread_create(&run->thread, &attr, vcpu_run_thread, run);
+	__vcpu_run_start(run, vcpu, &attr);
 	pthread_attr_destroy(&attr);
 }
 
