@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 struct wtsnap_file;
+struct kvm_run;
 
 #define WTSNAP_VERSION_MAJOR	1	/* readers refuse other majors */
 #define WTSNAP_VERSION_MINOR	0
@@ -401,6 +402,244 @@ int wtsnap_file_map_region(const struct wtsnap_file *f, unsigned int index,
  * negative errno from the file.
  */
 int wtsnap_file_verify(const struct wtsnap_file *f, uint64_t *bad_gpa);
+
+/* ---- The snapshot engine ---- */
+
+struct wtsnap;
+
+/**
+ * struct wtsnap_vm_region - a memslot of the VM, as the engine sees it
+ * @gpa: guest-physical address of its first byte, page aligned.
+ * @size: length in bytes, a non-zero multiple of WTSNAP_PAGE_SIZE.
+ * @hva: where the VMM maps it (the memslot's userspace_addr).
+ * @slot: the memslot's number.
+ * @flags: the memslot's KVM_MEM_* flags.
+ */
+struct wtsnap_vm_region {
+	uint64_t gpa;
+	uint64_t size;
+	void *hva;
+	uint32_t slot;
+	uint32_t flags;
+};
+
+/**
+ * struct wtsnap_range - a guest-physical range
+ * @gpa: its first byte.
+ * @size: its length in bytes.
+ */
+struct wtsnap_range {
+	uint64_t gpa;
+	uint64_t size;
+};
+
+/**
+ * struct wtsnap_vm - the VM to snapshot, described by its VMM
+ * @vm_fd: the VM's file descriptor.
+ * @nr_vcpus: how many vCPUs it has.
+ * @vcpu_fds: their file descriptors, by index.
+ * @nr_regions: how many memslots it has.
+ * @regions: the memslots; their pages are the snapshot's memory.
+ * @pause: stops every vCPU and keeps it out of KVM_RUN until @resume.  A
+ *	vCPU that exited to userspace must have re-entered KVM_RUN once (with
+ *	immediate_exit set) so that KVM completed the exit's I/O, as for
+ *	KVM_GET_REGS in a migration.  Returns 0 or a negative errno.
+ * @resume: lets the vCPUs run again.
+ * @opaque: passed to @pause and @resume.
+ *
+ * The engine copies what it needs: the VMM's arrays may go away after
+ * wtsnap_open().
+ */
+struct wtsnap_vm {
+	int vm_fd;
+	unsigned int nr_vcpus;
+	const int *vcpu_fds;
+	unsigned int nr_regions;
+	const struct wtsnap_vm_region *regions;
+	int (*pause)(void *opaque);
+	void (*resume)(void *opaque);
+	void *opaque;
+};
+
+/* struct wtsnap_params.backend */
+#define WTSNAP_BACKEND_RING	0	/* kvm-wtrack, ring mode */
+#define WTSNAP_BACKEND_EXIT	1	/* kvm-wtrack, exit mode */
+#define WTSNAP_BACKEND_STOP	2	/* copy everything while paused */
+
+#define WTSNAP_MAX_COPIERS	64
+
+/**
+ * struct wtsnap_params - how the engine snapshots
+ * @backend: WTSNAP_BACKEND_*: how guest writes are caught while memory is
+ *	copied, or WTSNAP_BACKEND_STOP for a stop-the-world copy.
+ * @copiers: background copier threads, 1 to WTSNAP_MAX_COPIERS; 0 for 1.
+ * @ring_entries: the ring's size (WTSNAP_BACKEND_RING); 0 for the default.
+ * @nr_eager: how many ranges @eager holds.
+ * @eager: guest memory that KVM writes on its own and that the engine
+ *	cannot find in the vCPUs' state (e.g. a Xen shared info page): it is
+ *	copied during the pause and never protected.
+ * @resv: must be zero.
+ */
+struct wtsnap_params {
+	unsigned int backend;
+	unsigned int copiers;
+	unsigned int ring_entries;
+	unsigned int nr_eager;
+	const struct wtsnap_range *eager;
+	uint64_t resv[4];
+};
+
+/**
+ * struct wtsnap_progress - where a snapshot is
+ * @nr_pages: guest pages to copy.
+ * @copied: pages copied so far, by all of the below.
+ * @by_copier: pages the background copiers copied.
+ * @by_write: pages copied before a guest write to them (events or exits).
+ * @by_vmm: pages copied before a write of the VMM (wtsnap_before_write()).
+ * @eager: pages copied during the pause: the ones KVM writes on its own
+ *	(kvmclock, steal time, nested state, guest page tables...).
+ * @events: write reports the engine handled.
+ * @lost: writes reported as landed on a page not yet copied: the snapshot
+ *	is not exact and wtsnap_finish() fails.
+ * @pause_ns: how long the vCPUs were paused.
+ * @elapsed_ns: time since the pause began, or the snapshot's whole
+ *	duration once it finished.
+ * @done: 1 when every page is copied.
+ * @error: the first error, a negative errno, or 0.
+ */
+struct wtsnap_progress {
+	uint64_t nr_pages;
+	uint64_t copied;
+	uint64_t by_copier;
+	uint64_t by_write;
+	uint64_t by_vmm;
+	uint64_t eager;
+	uint64_t events;
+	uint64_t lost;
+	uint64_t pause_ns;
+	uint64_t elapsed_ns;
+	int done;
+	int error;
+};
+
+/**
+ * wtsnap_open() - set up lazy snapshots of a VM
+ * @vm: the VM; copied.
+ * @p: how to snapshot; NULL for ring mode with one copier.
+ * @out: where the engine is stored on success.
+ *
+ * Turns on write tracking for the VM in the backend's mode (once in the
+ * VM's life: see wtrack_open()) and probes what state KVM can save.  One
+ * snapshot runs at a time; an engine takes any number in turn.
+ *
+ * Return: 0 on success; -EINVAL for bad parameters or regions;
+ * wtrack_open()'s errors; another negative errno.
+ */
+int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p,
+		struct wtsnap **out);
+
+/**
+ * wtsnap_start() - take a snapshot, lazily
+ * @s: the engine.
+ * @fd: the snapshot file, open for reading and writing (see
+ *	wtsnap_file_create()); the engine works on a duplicate.
+ *
+ * Pauses the vCPUs, saves their state and the VM's, copies the pages KVM
+ * writes behind the tracker's back, write-protects the rest of guest
+ * memory in bulk and resumes the vCPUs: the pause is short and does not
+ * grow with memory.  Background threads then copy every page and
+ * unprotect it; a guest write to a page not yet copied waits until it is.
+ * With WTSNAP_BACKEND_EXIT, the VMM's vCPU threads pass every KVM_RUN
+ * error exit to wtsnap_handle_exit().
+ *
+ * Return: 0 once the vCPUs run again; -EBUSY if a snapshot is running;
+ * the pause callback's error; another negative errno (the vCPUs are
+ * resumed, nothing stays protected).
+ */
+int wtsnap_start(struct wtsnap *s, int fd);
+
+/**
+ * wtsnap_handle_exit() - handle a vCPU's write-tracking exit
+ * @s: the engine.
+ * @vcpu: the vCPU's index.
+ * @run: its struct kvm_run, after KVM_RUN failed with EFAULT.
+ *
+ * For WTSNAP_BACKEND_EXIT: copies the page the vCPU was about to write
+ * (or waits for the copier that is copying it) and unprotects it, so that
+ * KVM_RUN may simply be called again.  Any thread may call it.
+ *
+ * Return: 1 if the exit was a write-tracking report and is handled; 0 if
+ * it is something else, for the VMM; a negative errno if the page could
+ * not be copied.
+ */
+int wtsnap_handle_exit(struct wtsnap *s, unsigned int vcpu, struct kvm_run *run);
+
+/**
+ * wtsnap_before_write() - let the snapshot copy pages the VMM will write
+ * @s: the engine.
+ * @gpa: the guest-physical address the VMM writes (device emulation, DMA).
+ * @size: how many bytes.
+ *
+ * The VMM writes guest memory through its own mapping, which write
+ * tracking does not see: it must call this first while a snapshot runs.
+ * Returns once every page of the range is in the snapshot.  Cheap when no
+ * snapshot runs.  Any thread may call it.
+ *
+ * Return: 0 on success; -EINVAL for an empty or wrapping range; the
+ * negative errno of a failed copy.
+ */
+int wtsnap_before_write(struct wtsnap *s, uint64_t gpa, uint64_t size);
+
+/**
+ * wtsnap_progress() - how far the running snapshot is
+ * @s: the engine.
+ * @p: filled in; safe to call from any thread at any time.
+ *
+ * Return: 0, or -EINVAL if @s or @p is NULL.
+ */
+int wtsnap_progress(struct wtsnap *s, struct wtsnap_progress *p);
+
+/**
+ * wtsnap_finish() - wait for the snapshot and complete its file
+ * @s: the engine.
+ * @summary: filled with the final counters if not NULL.
+ *
+ * Waits until every page is copied, then writes the file's final header
+ * (wtsnap_file_finish()) and closes it.  Nothing stays protected.
+ *
+ * Return: 0 if the snapshot is complete and exact; -ESTALE if a write
+ * landed on a page before it was copied (@summary->lost); -ENOENT if no
+ * snapshot was started; the first error of the copy.
+ */
+int wtsnap_finish(struct wtsnap *s, struct wtsnap_progress *summary);
+
+/**
+ * wtsnap_close() - tear the engine down
+ * @s: the engine, or NULL.
+ *
+ * A running snapshot is abandoned (its file stays unfinished) after its
+ * copy completes.  Closing a ring mode engine ends write tracking's ring.
+ */
+void wtsnap_close(struct wtsnap *s);
+
+/**
+ * wtsnap_restore_state() - load a snapshot's vCPU and VM state into a VM
+ * @f: an open snapshot file (a reader).
+ * @vm_fd: a VM created like the snapshot's: same memslots, holding the
+ *	snapshot's pages, same in-kernel irqchip and PIT, vCPUs created and
+ *	never run.
+ * @vcpu_fds: its vCPUs, by the snapshot's vCPU index.
+ * @nr_vcpus: how many; must be the file's.
+ *
+ * Sets the irqchip and PIT, then each vCPU's CPUID, registers, MSRs,
+ * FPU, LAPIC, events, debug registers and nested state, and last the
+ * VM's clock, without adding the wall-clock time since the snapshot.
+ *
+ * Return: 0 on success; -EINVAL if @nr_vcpus does not match; -EIO if KVM
+ * took only part of an MSR record; another ioctl's negative errno.
+ */
+int wtsnap_restore_state(const struct wtsnap_file *f, int vm_fd,
+			 const int *vcpu_fds, unsigned int nr_vcpus);
 
 #ifdef __cplusplus
 }

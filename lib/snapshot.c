@@ -1,0 +1,788 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The lazy snapshot engine.
+ *
+ * Every guest page has a state: untouched, being copied, copied.  Whoever
+ * moves a page from untouched to being copied (a background copier, the
+ * handler of a guest write, the VMM's write hook) copies it into the file
+ * and marks it copied; whoever finds it being copied waits for that.  A
+ * page is unprotected only by the one that copied it, after the copy, or
+ * by the resolve of a write after the page is copied: so no write lands
+ * on a page before its old contents are in the file.
+ *
+ * The pages KVM writes itself are reported only after they landed, so
+ * they are copied during the pause and never protected: the pages its
+ * vCPU state names (kvmclock, steal time, PV EOI, async #PF, Hyper-V
+ * pages, the nested guest's VMCB/VMCS, TSS and GDT) and the guest's page
+ * tables, whose accessed and dirty bits KVM sets under shadow paging.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <linux/kvm.h>
+#include "internal.h"
+#include "wtsnap.h"
+#include "snapstate.h"
+
+#define PAGE		((uint64_t)WTSNAP_PAGE_SIZE)
+#define CHUNK_PAGES	512		/* what a copier takes at a time: 2 MiB */
+#define BATCH		64		/* events per ring peek */
+
+enum { UNTOUCHED, COPYING, COPIED };
+
+/* Counters of struct wtsnap_progress, updated atomically. */
+enum { C_COPIER, C_WRITE, C_VMM, C_EAGER, C_EVENTS, C_LOST, NR_COUNTERS };
+
+struct region {
+	struct wtsnap_vm_region vm;
+	uint64_t first;			/* index of its first page */
+};
+
+struct wtsnap {
+	struct wtsnap_vm vm;
+	struct wtsnap_params p;
+	int *vcpu_fds;
+	struct region *regions;		/* sorted by gpa */
+	uint64_t nr_pages;
+	struct wtrack *wt;		/* NULL for WTSNAP_BACKEND_STOP */
+	struct wts_caps caps;
+
+	/* The running snapshot. */
+	bool active;
+	struct wtsnap_file *file;
+	uint8_t *state;			/* per page: UNTOUCHED, COPYING, COPIED */
+	uint64_t next_chunk;
+	uint64_t copied;
+	uint64_t counters[NR_COUNTERS];
+	int error;
+	uint64_t start_ns, pause_ns, end_ns;
+	pthread_t *copiers;
+	unsigned int nr_copiers;
+	pthread_t consumer;
+	bool consumer_running;
+	int stop_fd;			/* eventfd: the consumer's stop */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void set_error(struct wtsnap *s, int err)
+{
+	int none = 0;
+
+	__atomic_compare_exchange_n(&s->error, &none, err, false,
+				    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+static void count(struct wtsnap *s, int c, uint64_t n)
+{
+	__atomic_add_fetch(&s->counters[c], n, __ATOMIC_RELAXED);
+}
+
+static const struct region *find_region(const struct wtsnap *s, uint64_t gpa)
+{
+	for (unsigned int i = 0; i < s->vm.nr_regions; i++) {
+		const struct region *r = &s->regions[i];
+
+		if (gpa >= r->vm.gpa && gpa - r->vm.gpa < r->vm.size)
+			return r;
+	}
+	return NULL;
+}
+
+static const struct region *index_region(const struct wtsnap *s, uint64_t idx)
+{
+	unsigned int i = s->vm.nr_regions - 1;
+
+	while (s->regions[i].first > idx)
+		i--;
+	return &s->regions[i];
+}
+
+static uint64_t index_gpa(const struct region *r, uint64_t idx)
+{
+	return r->vm.gpa + (idx - r->first) * PAGE;
+}
+
+static void *index_hva(const struct region *r, uint64_t idx)
+{
+	return (char *)r->vm.hva + (idx - r->first) * PAGE;
+}
+
+static bool claim(struct wtsnap *s, uint64_t idx)
+{
+	uint8_t old = UNTOUCHED;
+
+	return __atomic_compare_exchange_n(&s->state[idx], &old, COPYING, false,
+					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+/* Copy claimed pages [@idx, @idx + @n) of one region and publish them. */
+static int copy_claimed(struct wtsnap *s, uint64_t idx, uint64_t n, int counter)
+{
+	const struct region *r = index_region(s, idx);
+	int64_t ret;
+
+	ret = wtsnap_file_write_pages(s->file, index_gpa(r, idx),
+				      index_hva(r, idx), n);
+	if (ret != (int64_t)n) {
+		set_error(s, ret < 0 ? (int)ret : -EIO);
+		return ret < 0 ? (int)ret : -EIO;
+	}
+	for (uint64_t i = idx; i < idx + n; i++)
+		__atomic_store_n(&s->state[i], COPIED, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&s->copied, n, __ATOMIC_RELEASE);
+	count(s, counter, n);
+	return 0;
+}
+
+/*
+ * Make sure page @idx is copied: copy it, or wait for whoever is copying
+ * it (a copier's run of pages: a pwrite() of at most CHUNK_PAGES).
+ */
+static int copy_page(struct wtsnap *s, uint64_t idx, int counter)
+{
+	if (claim(s, idx))
+		return copy_claimed(s, idx, 1, counter);
+	while (__atomic_load_n(&s->state[idx], __ATOMIC_ACQUIRE) != COPIED) {
+		int err = __atomic_load_n(&s->error, __ATOMIC_RELAXED);
+
+		if (err)
+			return err;
+		sched_yield();
+	}
+	return 0;
+}
+
+/* Copy every page of [@gpa, @gpa + @size) that belongs to guest memory. */
+static int copy_range(struct wtsnap *s, uint64_t gpa, uint64_t size, int counter)
+{
+	uint64_t end = gpa + size;
+	int r = 0;
+
+	for (gpa &= ~(PAGE - 1); gpa < end && !r; gpa += PAGE) {
+		const struct region *reg = find_region(s, gpa);
+
+		if (reg)
+			r = copy_page(s, reg->first + (gpa - reg->vm.gpa) / PAGE,
+				      counter);
+	}
+	return r;
+}
+
+/* ---- Background copiers ---- */
+
+/* Copy the untouched pages of [@idx, @end), in runs, and unprotect them. */
+static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
+{
+	while (idx < end && !__atomic_load_n(&s->error, __ATOMIC_RELAXED)) {
+		const struct region *r = index_region(s, idx);
+		uint64_t stop = r->first + r->vm.size / PAGE, n = 0;
+
+		if (stop > end)
+			stop = end;
+		while (idx + n < stop && claim(s, idx + n))
+			n++;
+		if (!n) {
+			idx++;		/* someone else's: they copy it */
+			continue;
+		}
+		if (!copy_claimed(s, idx, n, C_COPIER) && s->wt) {
+			int err = wtrack_unprotect(s->wt, index_gpa(r, idx), n * PAGE);
+
+			if (err)
+				set_error(s, err);
+		}
+		idx += n;
+	}
+}
+
+static void *copier_main(void *arg)
+{
+	struct wtsnap *s = arg;
+	uint64_t nr_chunks = (s->nr_pages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	uint64_t chunk;
+
+	while ((chunk = __atomic_fetch_add(&s->next_chunk, 1, __ATOMIC_RELAXED)) <
+	       nr_chunks) {
+		uint64_t idx = chunk * CHUNK_PAGES;
+
+		copy_span(s, idx, idx + CHUNK_PAGES < s->nr_pages ?
+				  idx + CHUNK_PAGES : s->nr_pages);
+	}
+	return NULL;
+}
+
+/* ---- Guest writes ---- */
+
+static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
+{
+	for (uint64_t a = gpa & ~(PAGE - 1); a < gpa + size; a += PAGE) {
+		const struct region *r = find_region(s, a);
+
+		if (r && __atomic_load_n(&s->state[r->first + (a - r->vm.gpa) / PAGE],
+					 __ATOMIC_ACQUIRE) != COPIED)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A write KVM made itself arrives after it landed: harmless on a page
+ * already copied, a corrupted snapshot on any other.
+ */
+static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
+{
+	count(s, C_EVENTS, 1);
+	if (ev->flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED) {
+		if (range_copied(s, ev->gpa, ev->size))
+			return 0;
+		count(s, C_LOST, 1);
+		return -ESTALE;
+	}
+	return copy_range(s, ev->gpa, ev->size, C_WRITE);
+}
+
+static int consume_batch(struct wtsnap *s)
+{
+	struct kvm_wtrack_event ev[BATCH];
+	int n = wtrack_peek(s->wt, ev, BATCH);
+
+	for (int i = 0; i < n; i++) {
+		int err = handle_event(s, &ev[i]);
+
+		if (err)
+			set_error(s, err);
+		/* Resolve even after an error: no vCPU may wait forever. */
+		err = wtrack_resolve(s->wt, ev[i].gpa, ev[i].size);
+		if (err)
+			set_error(s, err);
+	}
+	return n;
+}
+
+/* Ring mode: drain events until the snapshot is complete and stopped. */
+static void *consumer_main(void *arg)
+{
+	struct wtsnap *s = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = wtrack_ring_fd(s->wt), .events = POLLIN },
+		{ .fd = s->stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		int n = consume_batch(s), err;
+
+		if (n < 0 && n != -EINTR)
+			set_error(s, n);
+		err = wtrack_commit(s->wt);
+		if (err && err != -EINTR)
+			set_error(s, err);
+		if (n > 0)
+			continue;
+		if (pfd[1].revents)
+			break;
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			set_error(s, -errno);
+	}
+	return NULL;
+}
+
+WT_API int wtsnap_handle_exit(struct wtsnap *s, unsigned int vcpu,
+			      struct kvm_run *run)
+{
+	struct kvm_wtrack_event ev;
+	int r, err;
+
+	if (!s || !run)
+		return -EINVAL;
+	r = wtrack_exit_event(run, vcpu, &ev);
+	if (r <= 0 || !s->wt)
+		return r;
+	r = handle_event(s, &ev);
+	if (r)
+		set_error(s, r);
+	err = (ev.flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED) ? 0 :
+	      wtrack_resolve(s->wt, ev.gpa, ev.size);
+	return r ?: err ?: 1;
+}
+
+WT_API int wtsnap_before_write(struct wtsnap *s, uint64_t gpa, uint64_t size)
+{
+	if (!s || !size || gpa + size < gpa)
+		return -EINVAL;
+	if (!__atomic_load_n(&s->active, __ATOMIC_ACQUIRE))
+		return 0;
+	return copy_range(s, gpa, size, C_VMM);
+}
+
+/* ---- Pages KVM writes itself ---- */
+
+/* Copy the pages of [@gpa, @gpa + @size) now; they stay unprotected. */
+static int copy_eager(struct wtsnap *s, uint64_t gpa, uint64_t size)
+{
+	return size ? copy_range(s, gpa, size, C_EAGER) : 0;
+}
+
+/* An MSR that holds a guest-physical address with an enable bit 0. */
+static const struct {
+	uint32_t index;
+	uint64_t addr_mask;
+	uint32_t size;
+} addr_msrs[] = {
+	{ 0x4b564d01, ~0x1ULL, 32 },		/* MSR_KVM_SYSTEM_TIME_NEW */
+	{ 0x00000012, ~0x1ULL, 32 },		/* MSR_KVM_SYSTEM_TIME */
+	{ 0x4b564d03, ~0x3fULL, 64 },		/* MSR_KVM_STEAL_TIME */
+	{ 0x4b564d02, ~0x3fULL, 64 },		/* MSR_KVM_ASYNC_PF_EN */
+	{ 0x4b564d04, ~0x1ULL, 4 },		/* MSR_KVM_PV_EOI_EN */
+	{ 0x40000001, ~0xfffULL, 4096 },	/* HV_X64_MSR_HYPERCALL */
+	{ 0x40000021, ~0xfffULL, 4096 },	/* HV_X64_MSR_REFERENCE_TSC */
+	{ 0x40000073, ~0xfffULL, 4096 },	/* HV_X64_MSR_VP_ASSIST_PAGE */
+	{ 0x40000082, ~0xfffULL, 4096 },	/* HV_X64_MSR_SIEFP */
+	{ 0x40000083, ~0xfffULL, 4096 },	/* HV_X64_MSR_SIMP */
+};
+
+static int copy_msr_pages(struct wtsnap *s, const struct kvm_msrs *msrs)
+{
+	int r = 0;
+
+	for (uint32_t i = 0; i < msrs->nmsrs && !r; i++) {
+		const struct kvm_msr_entry *e = &msrs->entries[i];
+
+		for (size_t j = 0; j < ARRAY_SIZE(addr_msrs) && !r; j++)
+			if (e->index == addr_msrs[j].index && (e->data & 1))
+				r = copy_eager(s, e->data & addr_msrs[j].addr_mask,
+					       addr_msrs[j].size);
+		/* MSR_KVM_WALL_CLOCK_NEW: no enable bit. */
+		if (e->index == 0x4b564d00 && e->data)
+			r = r ?: copy_eager(s, e->data, 12);
+	}
+	return r;
+}
+
+static int copy_nested_pages(struct wtsnap *s, const struct kvm_nested_state *ns)
+{
+	if (!ns || !(ns->flags & KVM_STATE_NESTED_GUEST_MODE))
+		return 0;
+	if (ns->format == KVM_STATE_NESTED_FORMAT_SVM)
+		return copy_eager(s, ns->hdr.svm.vmcb_pa, PAGE);
+	return copy_eager(s, ns->hdr.vmx.vmcs12_pa, PAGE);
+}
+
+#define PTE_PRESENT	(1ULL << 0)
+#define PTE_LARGE	(1ULL << 7)
+#define PTE_ADDR	0x000ffffffffff000ULL
+
+/* A guest page table and, below it, the tables it points to. */
+static int copy_table(struct wtsnap *s, uint64_t gpa, int level)
+{
+	const struct region *r = find_region(s, gpa);
+	const uint64_t *pte;
+	int err;
+
+	if (!r)
+		return 0;
+	err = copy_eager(s, gpa, PAGE);
+	if (err || level == 1)
+		return err;
+	pte = (const uint64_t *)((char *)r->vm.hva + (gpa - r->vm.gpa));
+	for (int i = 0; i < 512 && !err; i++) {
+		uint64_t e = pte[i];
+
+		if ((e & PTE_PRESENT) && !(e & PTE_LARGE))
+			err = copy_table(s, e & PTE_ADDR, level - 1);
+	}
+	return err;
+}
+
+/* 64-bit paging only; other modes' tables are reported as lost if hit. */
+static int copy_page_tables(struct wtsnap *s, const struct kvm_sregs *sregs)
+{
+	bool la57 = sregs->cr4 & (1ULL << 12);
+
+	if (!(sregs->cr0 & (1ULL << 31)) || !(sregs->efer & (1ULL << 10)))
+		return 0;
+	return copy_table(s, sregs->cr3 & PTE_ADDR, la57 ? 5 : 4);
+}
+
+static int copy_vcpu_pages(struct wtsnap *s, const struct wts_vcpu_state *st)
+{
+	const struct kvm_sregs *sr = &st->sregs;
+	int r;
+
+	r = copy_msr_pages(s, st->msrs);
+	r = r ?: copy_nested_pages(s, st->nested);
+	/* A task switch KVM emulates writes the TSS and the GDT. */
+	r = r ?: copy_eager(s, sr->tr.base, sr->tr.limit + 1ULL);
+	r = r ?: copy_eager(s, sr->gdt.base, sr->gdt.limit + 1ULL);
+	return r ?: copy_page_tables(s, sr);
+}
+
+/* ---- Start and finish ---- */
+
+static int save_state(struct wtsnap *s)
+{
+	int r = 0;
+
+	for (unsigned int i = 0; i < s->vm.nr_vcpus && !r; i++) {
+		struct wts_vcpu_state st;
+
+		r = wts_save_vcpu(s->file, i, s->vcpu_fds[i], &s->caps, &st);
+		if (r)
+			break;
+		r = copy_vcpu_pages(s, &st);
+		wts_vcpu_state_free(&st);
+	}
+	for (unsigned int i = 0; i < s->p.nr_eager && !r; i++)
+		r = copy_eager(s, s->p.eager[i].gpa, s->p.eager[i].size);
+	return r ?: wts_save_vm(s->file, s->vm.vm_fd);
+}
+
+/* Protect every page not copied yet, in runs between the copied ones. */
+static int protect_rest(struct wtsnap *s)
+{
+	for (unsigned int i = 0; i < s->vm.nr_regions; i++) {
+		const struct region *r = &s->regions[i];
+		uint64_t end = r->first + r->vm.size / PAGE;
+
+		for (uint64_t idx = r->first; idx < end; ) {
+			uint64_t n = 0;
+			int err;
+
+			while (idx + n < end && s->state[idx + n] == UNTOUCHED)
+				n++;
+			if (!n) {
+				idx++;
+				continue;
+			}
+			err = wtrack_protect(s->wt, index_gpa(r, idx), n * PAGE);
+			if (err)
+				return err;
+			idx += n;
+		}
+	}
+	return 0;
+}
+
+static void unprotect_all(struct wtsnap *s)
+{
+	for (unsigned int i = 0; i < s->vm.nr_regions; i++)
+		wtrack_unprotect(s->wt, s->regions[i].vm.gpa, s->regions[i].vm.size);
+}
+
+static int start_threads(struct wtsnap *s)
+{
+	int r;
+
+	if (s->p.backend == WTSNAP_BACKEND_RING) {
+		r = -pthread_create(&s->consumer, NULL, consumer_main, s);
+		if (r)
+			return r;
+		s->consumer_running = true;
+	}
+	for (; s->nr_copiers < s->p.copiers; s->nr_copiers++) {
+		r = -pthread_create(&s->copiers[s->nr_copiers], NULL, copier_main, s);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static void stop_consumer(struct wtsnap *s)
+{
+	uint64_t one = 1;
+
+	if (!s->consumer_running)
+		return;
+	if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
+		set_error(s, -errno);
+	pthread_join(s->consumer, NULL);
+	s->consumer_running = false;
+	eventfd_read(s->stop_fd, &one);
+}
+
+/* Join the copiers; with none left (a failed start), copy here. */
+static void wait_copied(struct wtsnap *s)
+{
+	for (unsigned int i = 0; i < s->nr_copiers; i++)
+		pthread_join(s->copiers[i], NULL);
+	if (!s->nr_copiers)
+		copier_main(s);
+	s->nr_copiers = 0;
+	/* Writes in flight finish their copies. */
+	while (__atomic_load_n(&s->copied, __ATOMIC_ACQUIRE) < s->nr_pages &&
+	       !__atomic_load_n(&s->error, __ATOMIC_RELAXED))
+		sched_yield();
+}
+
+static int begin(struct wtsnap *s, int fd)
+{
+	struct wtsnap_region *fr = calloc(s->vm.nr_regions, sizeof(*fr));
+	int r;
+
+	if (!fr)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < s->vm.nr_regions; i++)
+		fr[i] = (struct wtsnap_region) {
+			.gpa = s->regions[i].vm.gpa, .size = s->regions[i].vm.size,
+			.slot = s->regions[i].vm.slot, .flags = s->regions[i].vm.flags,
+		};
+	r = wtsnap_file_create(fd, fr, s->vm.nr_regions, s->vm.nr_vcpus, &s->file);
+	free(fr);
+	if (r)
+		return r;
+	memset(s->state, UNTOUCHED, s->nr_pages);
+	memset(s->counters, 0, sizeof(s->counters));
+	s->next_chunk = s->copied = 0;
+	s->error = 0;
+	s->end_ns = 0;
+	/* From here on, the VMM's writes are copied first, pause included. */
+	__atomic_store_n(&s->active, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* With the vCPUs paused: state, KVM's pages, then the protection. */
+static int paused_work(struct wtsnap *s)
+{
+	int r = save_state(s);
+
+	if (r || !s->wt) {
+		if (!r)
+			copier_main(s);		/* stop-the-world */
+		return r ?: s->error;
+	}
+	r = protect_rest(s);
+	if (r)
+		unprotect_all(s);
+	return r;
+}
+
+WT_API int wtsnap_start(struct wtsnap *s, int fd)
+{
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (s->active)
+		return -EBUSY;
+	r = begin(s, fd);
+	if (r)
+		return r;
+	s->start_ns = now_ns();
+	r = s->vm.pause(s->vm.opaque);
+	if (!r) {
+		r = paused_work(s);
+		/* Copiers and the consumer run before any vCPU does. */
+		if (!r)
+			r = start_threads(s);
+		if (r && s->wt)
+			unprotect_all(s);
+		s->pause_ns = now_ns() - s->start_ns;
+		s->vm.resume(s->vm.opaque);
+	}
+	if (r) {
+		__atomic_store_n(&s->active, false, __ATOMIC_RELEASE);
+		stop_consumer(s);
+		for (unsigned int i = 0; i < s->nr_copiers; i++)
+			pthread_join(s->copiers[i], NULL);
+		s->nr_copiers = 0;
+		wtsnap_file_close(s->file);
+		s->file = NULL;
+	}
+	return r;
+}
+
+WT_API int wtsnap_progress(struct wtsnap *s, struct wtsnap_progress *p)
+{
+	if (!s || !p)
+		return -EINVAL;
+	memset(p, 0, sizeof(*p));
+	p->nr_pages = s->nr_pages;
+	p->copied = __atomic_load_n(&s->copied, __ATOMIC_ACQUIRE);
+	p->by_copier = __atomic_load_n(&s->counters[C_COPIER], __ATOMIC_RELAXED);
+	p->by_write = __atomic_load_n(&s->counters[C_WRITE], __ATOMIC_RELAXED);
+	p->by_vmm = __atomic_load_n(&s->counters[C_VMM], __ATOMIC_RELAXED);
+	p->eager = __atomic_load_n(&s->counters[C_EAGER], __ATOMIC_RELAXED);
+	p->events = __atomic_load_n(&s->counters[C_EVENTS], __ATOMIC_RELAXED);
+	p->lost = __atomic_load_n(&s->counters[C_LOST], __ATOMIC_RELAXED);
+	p->pause_ns = s->pause_ns;
+	p->elapsed_ns = (s->end_ns ?: now_ns()) - s->start_ns;
+	p->done = p->copied == p->nr_pages;
+	p->error = __atomic_load_n(&s->error, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * Wait for the copy, then end every protection left (after a failed copy,
+ * pages never copied) so that no vCPU waits for a consumer that is gone.
+ */
+static void stop(struct wtsnap *s)
+{
+	if (s->active)
+		wait_copied(s);
+	if (s->wt)
+		unprotect_all(s);
+	stop_consumer(s);
+	__atomic_store_n(&s->active, false, __ATOMIC_RELEASE);
+	s->end_ns = now_ns();
+}
+
+WT_API int wtsnap_finish(struct wtsnap *s, struct wtsnap_progress *summary)
+{
+	int r;
+
+	if (!s)
+		return -EINVAL;
+	if (!s->file)
+		return -ENOENT;
+	stop(s);
+	r = s->error;
+	if (!r)
+		r = wtsnap_file_finish(s->file, 0);
+	wtsnap_file_close(s->file);
+	s->file = NULL;
+	if (summary)
+		wtsnap_progress(s, summary);
+	return r;
+}
+
+/* ---- Setup ---- */
+
+static int cmp_region(const void *a, const void *b)
+{
+	const struct region *x = a, *y = b;
+
+	return x->vm.gpa < y->vm.gpa ? -1 : x->vm.gpa > y->vm.gpa;
+}
+
+static int copy_vm(struct wtsnap *s, const struct wtsnap_vm *vm)
+{
+	s->vm = *vm;
+	s->vcpu_fds = calloc(vm->nr_vcpus, sizeof(int));
+	s->regions = calloc(vm->nr_regions, sizeof(*s->regions));
+	if (!s->vcpu_fds || !s->regions)
+		return -ENOMEM;
+	memcpy(s->vcpu_fds, vm->vcpu_fds, vm->nr_vcpus * sizeof(int));
+	s->vm.vcpu_fds = s->vcpu_fds;
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		const struct wtsnap_vm_region *r = &vm->regions[i];
+
+		if (!r->hva || !r->size || (r->gpa | r->size) % PAGE)
+			return -EINVAL;
+		s->regions[i].vm = *r;
+	}
+	qsort(s->regions, vm->nr_regions, sizeof(*s->regions), cmp_region);
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		s->regions[i].first = s->nr_pages;
+		s->nr_pages += s->regions[i].vm.size / PAGE;
+	}
+	return 0;
+}
+
+static int check_params(const struct wtsnap_params *p)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(p->resv); i++)
+		if (p->resv[i])
+			return -EINVAL;
+	if (p->backend > WTSNAP_BACKEND_STOP || p->copiers > WTSNAP_MAX_COPIERS ||
+	    (p->nr_eager && !p->eager))
+		return -EINVAL;
+	return 0;
+}
+
+static int open_tracking(struct wtsnap *s)
+{
+	struct wtrack_params wp = {
+		.mode = s->p.backend == WTSNAP_BACKEND_EXIT ? WTRACK_MODE_EXIT :
+							     WTRACK_MODE_RING,
+		.ring_entries = s->p.ring_entries,
+	};
+
+	if (s->p.backend == WTSNAP_BACKEND_STOP)
+		return 0;
+	return wtrack_open(s->vm.vm_fd, &wp, &s->wt);
+}
+
+static int setup(struct wtsnap *s, const struct wtsnap_vm *vm,
+		 const struct wtsnap_params *p)
+{
+	int r;
+
+	if (p)
+		s->p = *p;
+	if (!s->p.copiers)
+		s->p.copiers = 1;
+	r = check_params(&s->p);
+	r = r ?: copy_vm(s, vm);
+	if (r)
+		return r;
+	if (s->p.nr_eager) {
+		struct wtsnap_range *e = calloc(s->p.nr_eager, sizeof(*e));
+
+		if (!e)
+			return -ENOMEM;
+		memcpy(e, p->eager, s->p.nr_eager * sizeof(*e));
+		s->p.eager = e;
+	}
+	s->state = malloc(s->nr_pages);
+	s->copiers = calloc(s->p.copiers, sizeof(*s->copiers));
+	s->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (!s->state || !s->copiers || s->stop_fd < 0)
+		return s->stop_fd < 0 ? -errno : -ENOMEM;
+	r = wts_caps_init(&s->caps, s->vm.vm_fd);
+	return r ?: open_tracking(s);
+}
+
+WT_API int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p,
+		       struct wtsnap **out)
+{
+	struct wtsnap *s;
+	int r;
+
+	if (!vm || !out || !vm->nr_vcpus || !vm->vcpu_fds || !vm->nr_regions ||
+	    !vm->regions || !vm->pause || !vm->resume)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->stop_fd = -1;
+	r = setup(s, vm, p);
+	if (r) {
+		wtsnap_close(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+WT_API void wtsnap_close(struct wtsnap *s)
+{
+	if (!s)
+		return;
+	if (s->file) {
+		stop(s);
+		wtsnap_file_close(s->file);	/* unfinished: never restored */
+	}
+	wtrack_close(s->wt);
+	wts_caps_free(&s->caps);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	free((void *)s->p.eager);
+	free(s->copiers);
+	free(s->state);
+	free(s->regions);
+	free(s->vcpu_fds);
+	free(s);
+}
