@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A small VMM for the lazy snapshot demo and its selftest, on the KVM
+ * selftests library: a VM whose vCPUs write guest memory as fast as they
+ * can, each in its own pages, and keep a checksum of what they wrote that
+ * they verify now and then.  A snapshot that mixed pages of different
+ * instants, or a restore that lost one, fails the guest's own check.
+ */
+#ifndef WTRACK_SNAPVM_H
+#define WTRACK_SNAPVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <wtsnap.h>
+
+#define SNAPVM_MAX_VCPUS	8
+#define SNAPVM_MAX_REGIONS	8
+
+struct snapvm;
+
+struct snapvm_config {
+	unsigned int nr_vcpus;
+	uint64_t mem_mib;		/* guest memory besides the code: even */
+	bool pvclock;			/* kvmclock and steal time on */
+};
+
+struct snapvm *snapvm_create(const struct snapvm_config *cfg);
+struct snapvm *snapvm_restore(const struct snapvm_config *cfg, int snap_fd);
+void snapvm_start(struct snapvm *v);
+int snapvm_stop(struct snapvm *v);
+void snapvm_free(struct snapvm *v);
+
+/* Its description for wtsnap_open(); the pause and resume callbacks. */
+void snapvm_describe(struct snapvm *v, struct wtsnap_vm *vm,
+		     struct wtsnap_vm_region regions[SNAPVM_MAX_REGIONS]);
+int snapvm_pause(void *v);
+void snapvm_resume(void *v);
+void snapvm_set_engine(struct snapvm *v, struct wtsnap *s);
+void snapvm_set_pause_hook(struct snapvm *v, void (*hook)(void *), void *arg);
+
+/* Guest writes so far, all vCPUs; guest checks passed so far. */
+uint64_t snapvm_writes(struct snapvm *v);
+uint64_t snapvm_checks(struct snapvm *v);
+void snapvm_wait_checks(struct snapvm *v, uint64_t more);
+
+/* All guest memory, region by region as snapvm_describe() lists it. */
+uint64_t snapvm_mem_size(struct snapvm *v);
+void snapvm_copy_mem(struct snapvm *v, void *buf);
+
+#endif /* WTRACK_SNAPVM_H */

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Lazy snapshots of a running VM (libwtrack's engine, examples/snapvm.c's
+ * VMM): the snapshot is byte for byte the memory a stop-the-world copy
+ * took at the same instant, even though the guest kept writing while it
+ * was copied; nothing stays protected afterwards; and a fresh VM restored
+ * from it runs on with the guest's own checksums intact.
+ */
+#include <sys/mman.h>
+
+#include "kvm_util.h"
+#include "kselftest_harness.h"
+#include "snapvm.h"
+
+#define MEM_MIB	32
+
+FIXTURE(snapshot) {
+	struct snapvm *vm;
+	void *ref;		/* the stop-the-world copy, taken in the pause */
+	uint64_t mem_size;
+	int fd;
+};
+
+FIXTURE_VARIANT(snapshot) {
+	unsigned int backend;
+	unsigned int nr_vcpus;
+	bool pvclock;
+};
+
+#define SNAPSHOT_VARIANT(name, b, n, pv)				\
+	FIXTURE_VARIANT_ADD(snapshot, name) {				\
+		.backend = WTSNAP_BACKEND_##b, .nr_vcpus = n, .pvclock = pv, \
+	}
+
+SNAPSHOT_VARIANT(ring_1vcpu, RING, 1, false);
+SNAPSHOT_VARIANT(ring_2vcpus, RING, 2, false);
+SNAPSHOT_VARIANT(ring_4vcpus, RING, 4, false);
+SNAPSHOT_VARIANT(exit_1vcpu, EXIT, 1, false);
+SNAPSHOT_VARIANT(exit_2vcpus, EXIT, 2, false);
+SNAPSHOT_VARIANT(exit_4vcpus, EXIT, 4, false);
+SNAPSHOT_VARIANT(ring_2vcpus_pvclock, RING, 2, true);
+SNAPSHOT_VARIANT(exit_2vcpus_pvclock, EXIT, 2, true);
+SNAPSHOT_VARIANT(stop_2vcpus, STOP, 2, false);
+
+static struct snapvm_config config(const FIXTURE_VARIANT(snapshot) *variant)
+{
+	return (struct snapvm_config) {
+		.nr_vcpus = variant->nr_vcpus,
+		.mem_mib = MEM_MIB,
+		.pvclock = variant->pvclock,
+	};
+}
+
+static void take_reference(void *arg)
+{
+	FIXTURE_DATA(snapshot) *self = arg;
+
+	snapvm_copy_mem(self->vm, self->ref);
+}
+
+FIXTURE_SETUP(snapshot)
+{
+	struct snapvm_config cfg = config(variant);
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
+	self->vm = snapvm_create(&cfg);
+	self->mem_size = snapvm_mem_size(self->vm);
+	self->ref = malloc(self->mem_size);
+	ASSERT_NE(NULL, self->ref);
+	self->fd = memfd_create("snapshot", 0);
+	ASSERT_LE(0, self->fd);
+	snapvm_set_pause_hook(self->vm, take_reference, self);
+	snapvm_start(self->vm);
+	/* The guest runs and has checked its memory once. */
+	snapvm_wait_checks(self->vm, 1);
+}
+
+FIXTURE_TEARDOWN(snapshot)
+{
+	snapvm_free(self->vm);
+	free(self->ref);
+	close(self->fd);
+}
+
+/* The file holds, page for page, the reference copy. */
+static void check_file(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(snapshot) *self)
+{
+	const struct wtsnap_region *regions;
+	struct wtsnap_vm_region vr[SNAPVM_MAX_REGIONS];
+	struct wtsnap_vm vm;
+	struct wtsnap_file *f;
+	char page[WTSNAP_PAGE_SIZE];
+	const char *ref = self->ref;
+	uint64_t bad = 0;
+
+	ASSERT_EQ(0, wtsnap_file_open(self->fd, 0, &f));
+	ASSERT_EQ(0, wtsnap_file_verify(f, &bad));
+	snapvm_describe(self->vm, &vm, vr);
+	ASSERT_EQ((int)vm.nr_regions, wtsnap_file_regions(f, &regions));
+	/* snapvm_copy_mem() goes in snapvm_describe()'s order. */
+	for (unsigned int i = 0; i < vm.nr_regions; i++) {
+		for (uint64_t off = 0; off < vr[i].size; off += sizeof(page)) {
+			ASSERT_EQ(0, wtsnap_file_read_page(f, vr[i].gpa + off, page));
+			ASSERT_EQ(0, memcmp(page, ref + off, sizeof(page)))
+				TH_LOG("page %#lx differs", vr[i].gpa + off);
+		}
+		ref += vr[i].size;
+	}
+	wtsnap_file_close(f);
+}
+
+TEST_F_TIMEOUT(snapshot, copy_restore, 120)
+{
+	struct snapvm_config cfg = config(variant);
+	struct wtsnap_params p = { .backend = variant->backend };
+	struct wtsnap_vm_region regions[SNAPVM_MAX_REGIONS];
+	struct wtsnap_progress sum;
+	struct wtsnap_vm vm;
+	struct wtsnap *s;
+	struct snapvm *restored;
+	uint64_t writes;
+
+	snapvm_describe(self->vm, &vm, regions);
+	ASSERT_EQ(0, wtsnap_open(&vm, &p, &s));
+	snapvm_set_engine(self->vm, s);
+	ASSERT_EQ(0, wtsnap_start(s, self->fd));
+	ASSERT_EQ(0, wtsnap_finish(s, &sum));
+	TH_LOG("%lu pages: %lu by the copier, %lu before guest writes, %lu in the pause; pause %lu us, total %lu us",
+	       sum.nr_pages, sum.by_copier, sum.by_write, sum.eager,
+	       sum.pause_ns / 1000, sum.elapsed_ns / 1000);
+	ASSERT_EQ(sum.nr_pages, sum.copied);
+	ASSERT_EQ(0, sum.lost);
+	if (variant->backend != WTSNAP_BACKEND_STOP)
+		ASSERT_LT(0, sum.by_write) TH_LOG("the guest never hit a page before the copier");
+	if (variant->pvclock)
+		ASSERT_LE(1, sum.eager);
+
+	/*
+	 * Nothing stays protected: in exit mode, a write exit now fails the
+	 * vCPU thread.  The guest runs on and changes its memory.
+	 */
+	snapvm_set_engine(self->vm, NULL);
+	snapvm_wait_checks(self->vm, 2);
+	writes = snapvm_writes(self->vm);
+	ASSERT_EQ(0, snapvm_stop(self->vm));
+	wtsnap_close(s);
+	check_file(_metadata, self);
+
+	/* A fresh VM from the file runs on and its checks pass. */
+	restored = snapvm_restore(&cfg, self->fd);
+	ASSERT_GT(writes, snapvm_writes(restored));
+	snapvm_start(restored);
+	snapvm_wait_checks(restored, 2);
+	snapvm_free(restored);
+}
+
+TEST_HARNESS_MAIN
