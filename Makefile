@@ -12,6 +12,8 @@
 #   make deps       install the Debian packages everything needs (apt-get)
 #   make check-series  build the modules after each patch of the series
 #   make bench      run the benchmark in the test machine (ratios)
+#   make demo       the lazy snapshot demo in the test machine
+#                   (DEMO_ARGS: examples/wtsnap-demo.c's options)
 #   make qemu       boot the test machine with a shell, for poking around
 #
 # V=1 shows the commands.
@@ -45,7 +47,7 @@ LIBOUT  := $(B)/lib
 HOST_TAP := $(LIBOUT)/host-tests.tap
 
 .PHONY: all deps modules tree headers selftests lib install initramfs check check-patches \
-	check-series check-runner check-lib bench \
+	check-series check-runner check-lib bench demo \
 	qemu clean distclean
 
 all: modules selftests lib
@@ -124,6 +126,12 @@ bench: initramfs
 	$(Q)scripts/run-qemu.sh --log $(B)/bench.log --stall 300 $(B)/initramfs.cpio.gz \
 		"wtrack.config=$(or $(CONFIG),default) wtrack.suites=bench"
 	$(Q)sed -n 's/^@@O //p' $(B)/bench.log
+
+# A live snapshot of a busy VM with each backend, restored and checked,
+# and the pause time of a 2 GiB VM against the 128 MiB one.
+DEMO_ARGS ?= -v 2 -m 128 -c -L 2048
+demo: initramfs
+	$(Q)scripts/run-demo.sh $(B)/initramfs.cpio.gz $(B)/demo.log $(DEMO_ARGS)
 
 qemu: initramfs
 	$(Q)scripts/run-qemu.sh --interactive $(B)/initramfs.cpio.gz $(CONFIG)

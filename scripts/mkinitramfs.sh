@@ -19,7 +19,7 @@ moddir=/lib/modules/$KERNEL_RELEASE/kernel
 
 root=$(mktemp -d "$(dirname "$output")/initramfs.XXXXXX")
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/wtrack,tests/upstream,tests/bench}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/wtrack,tests/upstream,tests/bench,tests/demo}
 
 cp /bin/busybox "$root/bin/busybox"
 cp "$top/scripts/initramfs/init" "$root/init"
@@ -46,6 +46,10 @@ done
 if [ -x "$sfout/wtrack/wtrack_bench" ]; then
 	strip -o "$root/tests/bench/wtrack_bench" "$sfout/wtrack/wtrack_bench"
 	echo "bench 1200 wtrack_bench" >>"$list"
+fi
+# The snapshot demo: run by 'make demo' only (wtrack.demo=).
+if [ -x "$sfout/examples/wtsnap-demo" ]; then
+	strip -o "$root/tests/demo/wtsnap-demo" "$sfout/examples/wtsnap-demo"
 fi
 "$top/scripts/upstream-tests.sh" list "$sfout/upstream" | while read -r name timeout args; do
 	bin=${name%%:*}
