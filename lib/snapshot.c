@@ -51,7 +51,8 @@ struct wtsnap {
 	int *vcpu_fds;
 	struct region *regions;		/* sorted by gpa */
 	uint64_t nr_pages;
-	struct wtrack *wt;		/* NULL for WTSNAP_BACKEND_STOP */
+	struct wtrack *wt;		/* the kvm-wtrack backends' */
+	int uffd;			/* WTSNAP_BACKEND_UFFD's, else -1 */
 	struct wts_caps caps;
 
 	/* The running snapshot. */
@@ -63,6 +64,7 @@ struct wtsnap {
 	uint64_t counters[NR_COUNTERS];
 	int error;
 	uint64_t start_ns, pause_ns, end_ns;
+	uint64_t state_ns, protect_ns;	/* parts of the pause */
 	pthread_t *copiers;
 	unsigned int nr_copiers;
 	pthread_t consumer;
@@ -182,6 +184,23 @@ static int copy_range(struct wtsnap *s, uint64_t gpa, uint64_t size, int counter
 	return r;
 }
 
+/* ---- Protection: kvm-wtrack or userfaultfd ---- */
+
+static bool tracking(const struct wtsnap *s)
+{
+	return s->p.backend != WTSNAP_BACKEND_STOP;
+}
+
+/* Protect or unprotect pages [@idx, @idx + @n) of region @r. */
+static int protect_run(struct wtsnap *s, const struct region *r, uint64_t idx,
+		       uint64_t n, bool wp)
+{
+	if (s->uffd >= 0)
+		return wts_uffd_wp(s->uffd, index_hva(r, idx), n * PAGE, wp);
+	return (wp ? wtrack_protect : wtrack_unprotect)(s->wt, index_gpa(r, idx),
+							 n * PAGE);
+}
+
 /* ---- Background copiers ---- */
 
 /* Copy the untouched pages of [@idx, @end), in runs, and unprotect them. */
@@ -199,8 +218,8 @@ static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
 			idx++;		/* someone else's: they copy it */
 			continue;
 		}
-		if (!copy_claimed(s, idx, n, C_COPIER) && s->wt) {
-			int err = wtrack_unprotect(s->wt, index_gpa(r, idx), n * PAGE);
+		if (!copy_claimed(s, idx, n, C_COPIER) && tracking(s)) {
+			int err = protect_run(s, r, idx, n, false);
 
 			if (err)
 				set_error(s, err);
@@ -290,6 +309,55 @@ static void *consumer_main(void *arg)
 		err = wtrack_commit(s->wt);
 		if (err && err != -EINTR)
 			set_error(s, err);
+		if (n > 0)
+			continue;
+		if (pfd[1].revents)
+			break;
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			set_error(s, -errno);
+	}
+	return NULL;
+}
+
+/* userfaultfd: copy the page, then unprotect it, which wakes the writer. */
+static void handle_uffd_fault(struct wtsnap *s, uint64_t hva)
+{
+	const struct region *r = NULL;
+	int err;
+
+	for (unsigned int i = 0; i < s->vm.nr_regions && !r; i++)
+		if (hva - (uintptr_t)s->regions[i].vm.hva < s->regions[i].vm.size)
+			r = &s->regions[i];
+	count(s, C_EVENTS, 1);
+	if (!r) {
+		set_error(s, -EFAULT);
+		return;
+	}
+	err = copy_page(s, r->first + (hva - (uintptr_t)r->vm.hva) / PAGE, C_WRITE);
+	if (err)
+		set_error(s, err);
+	/* Even after an error: no vCPU may wait forever. */
+	err = wts_uffd_wp(s->uffd, (void *)(uintptr_t)hva, PAGE, false);
+	if (err)
+		set_error(s, err);
+}
+
+static void *uffd_consumer_main(void *arg)
+{
+	struct wtsnap *s = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = s->uffd, .events = POLLIN },
+		{ .fd = s->stop_fd, .events = POLLIN },
+	};
+	uint64_t hva[BATCH];
+
+	for (;;) {
+		int n = wts_uffd_read(s->uffd, hva, BATCH);
+
+		if (n < 0)
+			set_error(s, n);
+		for (int i = 0; i < n; i++)
+			handle_uffd_fault(s, hva[i]);
 		if (n > 0)
 			continue;
 		if (pfd[1].revents)
@@ -467,7 +535,7 @@ static int protect_rest(struct wtsnap *s)
 				idx++;
 				continue;
 			}
-			err = wtrack_protect(s->wt, index_gpa(r, idx), n * PAGE);
+			err = protect_run(s, r, idx, n, true);
 			if (err)
 				return err;
 			idx += n;
@@ -478,16 +546,20 @@ static int protect_rest(struct wtsnap *s)
 
 static void unprotect_all(struct wtsnap *s)
 {
-	for (unsigned int i = 0; i < s->vm.nr_regions; i++)
-		wtrack_unprotect(s->wt, s->regions[i].vm.gpa, s->regions[i].vm.size);
+	for (unsigned int i = 0; i < s->vm.nr_regions; i++) {
+		const struct region *r = &s->regions[i];
+
+		protect_run(s, r, r->first, r->vm.size / PAGE, false);
+	}
 }
 
 static int start_threads(struct wtsnap *s)
 {
 	int r;
 
-	if (s->p.backend == WTSNAP_BACKEND_RING) {
-		r = -pthread_create(&s->consumer, NULL, consumer_main, s);
+	if (s->p.backend == WTSNAP_BACKEND_RING || s->p.backend == WTSNAP_BACKEND_UFFD) {
+		r = -pthread_create(&s->consumer, NULL, s->uffd >= 0 ?
+				    uffd_consumer_main : consumer_main, s);
 		if (r)
 			return r;
 		s->consumer_running = true;
@@ -547,7 +619,7 @@ static int begin(struct wtsnap *s, int fd)
 	memset(s->counters, 0, sizeof(s->counters));
 	s->next_chunk = s->copied = 0;
 	s->error = 0;
-	s->end_ns = 0;
+	s->end_ns = s->state_ns = s->protect_ns = 0;
 	/* From here on, the VMM's writes are copied first, pause included. */
 	__atomic_store_n(&s->active, true, __ATOMIC_RELEASE);
 	return 0;
@@ -556,14 +628,18 @@ static int begin(struct wtsnap *s, int fd)
 /* With the vCPUs paused: state, KVM's pages, then the protection. */
 static int paused_work(struct wtsnap *s)
 {
+	uint64_t t0 = now_ns();
 	int r = save_state(s);
 
-	if (r || !s->wt) {
+	s->state_ns = now_ns() - t0;
+	if (r || !tracking(s)) {
 		if (!r)
 			copier_main(s);		/* stop-the-world */
 		return r ?: s->error;
 	}
+	t0 = now_ns();
 	r = protect_rest(s);
+	s->protect_ns = now_ns() - t0;
 	if (r)
 		unprotect_all(s);
 	return r;
@@ -587,7 +663,7 @@ WT_API int wtsnap_start(struct wtsnap *s, int fd)
 		/* Copiers and the consumer run before any vCPU does. */
 		if (!r)
 			r = start_threads(s);
-		if (r && s->wt)
+		if (r && tracking(s))
 			unprotect_all(s);
 		s->pause_ns = now_ns() - s->start_ns;
 		s->vm.resume(s->vm.opaque);
@@ -618,6 +694,8 @@ WT_API int wtsnap_progress(struct wtsnap *s, struct wtsnap_progress *p)
 	p->events = __atomic_load_n(&s->counters[C_EVENTS], __ATOMIC_RELAXED);
 	p->lost = __atomic_load_n(&s->counters[C_LOST], __ATOMIC_RELAXED);
 	p->pause_ns = s->pause_ns;
+	p->state_ns = s->state_ns;
+	p->protect_ns = s->protect_ns;
 	p->elapsed_ns = (s->end_ns ?: now_ns()) - s->start_ns;
 	p->done = p->copied == p->nr_pages;
 	p->error = __atomic_load_n(&s->error, __ATOMIC_RELAXED);
@@ -632,7 +710,7 @@ static void stop(struct wtsnap *s)
 {
 	if (s->active)
 		wait_copied(s);
-	if (s->wt)
+	if (tracking(s))
 		unprotect_all(s);
 	stop_consumer(s);
 	__atomic_store_n(&s->active, false, __ATOMIC_RELEASE);
@@ -696,10 +774,23 @@ static int check_params(const struct wtsnap_params *p)
 	for (size_t i = 0; i < ARRAY_SIZE(p->resv); i++)
 		if (p->resv[i])
 			return -EINVAL;
-	if (p->backend > WTSNAP_BACKEND_STOP || p->copiers > WTSNAP_MAX_COPIERS ||
+	if (p->backend > WTSNAP_BACKEND_UFFD || p->copiers > WTSNAP_MAX_COPIERS ||
 	    (p->nr_eager && !p->eager))
 		return -EINVAL;
 	return 0;
+}
+
+static int open_uffd(struct wtsnap *s)
+{
+	int r = 0;
+
+	s->uffd = wts_uffd_open();
+	if (s->uffd < 0)
+		return s->uffd;
+	for (unsigned int i = 0; i < s->vm.nr_regions && !r; i++)
+		r = wts_uffd_register(s->uffd, s->regions[i].vm.hva,
+				      s->regions[i].vm.size);
+	return r;
 }
 
 static int open_tracking(struct wtsnap *s)
@@ -712,6 +803,8 @@ static int open_tracking(struct wtsnap *s)
 
 	if (s->p.backend == WTSNAP_BACKEND_STOP)
 		return 0;
+	if (s->p.backend == WTSNAP_BACKEND_UFFD)
+		return open_uffd(s);
 	return wtrack_open(s->vm.vm_fd, &wp, &s->wt);
 }
 
@@ -757,7 +850,7 @@ WT_API int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->stop_fd = -1;
+	s->stop_fd = s->uffd = -1;
 	r = setup(s, vm, p);
 	if (r) {
 		wtsnap_close(s);
@@ -776,6 +869,8 @@ WT_API void wtsnap_close(struct wtsnap *s)
 		wtsnap_file_close(s->file);	/* unfinished: never restored */
 	}
 	wtrack_close(s->wt);
+	if (s->uffd >= 0)
+		close(s->uffd);
 	wts_caps_free(&s->caps);
 	if (s->stop_fd >= 0)
 		close(s->stop_fd);

@@ -6,6 +6,8 @@
 #ifndef WTRACK_SNAPSTATE_H
 #define WTRACK_SNAPSTATE_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <linux/kvm.h>
 #include "wtsnap.h"
 
@@ -31,5 +33,11 @@ int wts_save_vcpu(struct wtsnap_file *f, unsigned int idx, int fd,
 		  const struct wts_caps *caps, struct wts_vcpu_state *st);
 void wts_vcpu_state_free(struct wts_vcpu_state *st);
 int wts_save_vm(struct wtsnap_file *f, int vm_fd);
+
+/* userfaultfd write-protect (uffd.c): 0 or a count, or a negative errno. */
+int wts_uffd_open(void);
+int wts_uffd_register(int fd, void *hva, uint64_t len);
+int wts_uffd_wp(int fd, void *hva, uint64_t len, bool wp);
+int wts_uffd_read(int fd, uint64_t *hvas, int max);
 
 #endif /* WTRACK_SNAPSTATE_H */

@@ -465,6 +465,7 @@ struct wtsnap_vm {
 #define WTSNAP_BACKEND_RING	0	/* kvm-wtrack, ring mode */
 #define WTSNAP_BACKEND_EXIT	1	/* kvm-wtrack, exit mode */
 #define WTSNAP_BACKEND_STOP	2	/* copy everything while paused */
+#define WTSNAP_BACKEND_UFFD	3	/* userfaultfd write-protect */
 
 #define WTSNAP_MAX_COPIERS	64
 
@@ -472,6 +473,10 @@ struct wtsnap_vm {
  * struct wtsnap_params - how the engine snapshots
  * @backend: WTSNAP_BACKEND_*: how guest writes are caught while memory is
  *	copied, or WTSNAP_BACKEND_STOP for a stop-the-world copy.
+ *	WTSNAP_BACKEND_UFFD, for comparison, protects the VMM's mapping with
+ *	userfaultfd (QEMU background snapshot's mechanism); it needs
+ *	anonymous, shmem or hugetlbfs memory, and it sees the VMM's own
+ *	writes as well as KVM's.
  * @copiers: background copier threads, 1 to WTSNAP_MAX_COPIERS; 0 for 1.
  * @ring_entries: the ring's size (WTSNAP_BACKEND_RING); 0 for the default.
  * @nr_eager: how many ranges @eager holds.
@@ -501,7 +506,9 @@ struct wtsnap_params {
  * @events: write reports the engine handled.
  * @lost: writes reported as landed on a page not yet copied: the snapshot
  *	is not exact and wtsnap_finish() fails.
- * @pause_ns: how long the vCPUs were paused.
+ * @pause_ns: how long the vCPUs were paused, the pause callback included.
+ * @state_ns: of which saving the state and copying the pages KVM writes.
+ * @protect_ns: of which protecting the rest of guest memory.
  * @elapsed_ns: time since the pause began, or the snapshot's whole
  *	duration once it finished.
  * @done: 1 when every page is copied.
@@ -517,6 +524,8 @@ struct wtsnap_progress {
 	uint64_t events;
 	uint64_t lost;
 	uint64_t pause_ns;
+	uint64_t state_ns;
+	uint64_t protect_ns;
 	uint64_t elapsed_ns;
 	int done;
 	int error;
@@ -533,7 +542,8 @@ struct wtsnap_progress {
  * snapshot runs at a time; an engine takes any number in turn.
  *
  * Return: 0 on success; -EINVAL for bad parameters or regions;
- * wtrack_open()'s errors; another negative errno.
+ * wtrack_open()'s errors; -EOPNOTSUPP without userfaultfd write-protect
+ * (WTSNAP_BACKEND_UFFD); another negative errno.
  */
 int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p,
 		struct wtsnap **out);
