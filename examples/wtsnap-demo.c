@@ -3,9 +3,10 @@
  * The lazy snapshot demo: a VM whose vCPUs write memory as fast as they
  * can is snapshotted while it runs, restored into a fresh VM that must
  * pass the guest's own checksums, and compared with the same snapshot
- * taken stop-the-world.
+ * taken with userfaultfd write-protect (QEMU background snapshot's
+ * mechanism) and stop-the-world.
  *
- *   wtsnap-demo [-v vcpus] [-m MiB] [-b ring|exit|stop] [-o file]
+ *   wtsnap-demo [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file]
  *               [-c] [-L MiB] [-q]
  *
  * -c runs every backend on a fresh VM each and prints a table; -L adds a
@@ -41,8 +42,16 @@ struct result {
 	bool restored;
 };
 
+/* By WTSNAP_BACKEND_*: the option's name and the table's. */
+static const char *const backend_opts[] = { "ring", "exit", "stop", "uffd" };
 static const char *const backend_names[] = { "kvm-wtrack ring", "kvm-wtrack exit",
-					     "stop-the-world" };
+					     "stop-the-world", "userfaultfd-wp" };
+
+/* The order of the comparison: ours, then the references. */
+static const int compare_order[] = {
+	WTSNAP_BACKEND_RING, WTSNAP_BACKEND_EXIT, WTSNAP_BACKEND_UFFD,
+	WTSNAP_BACKEND_STOP,
+};
 
 static double now_s(void)
 {
@@ -128,12 +137,14 @@ static void print_summary(const struct result *res)
 {
 	const struct wtsnap_progress *s = &res->sum;
 
-	printf("  %s, %lu MiB: paused %.2f ms, snapshot %.1f ms, %lu MiB written\n"
+	printf("  %s, %lu MiB: paused %.2f ms (state %.2f ms, write-protect %.2f ms),"
+	       " snapshot %.1f ms, %lu MiB written\n"
 	       "    pages: %lu by the copier, %lu before a guest write, %lu in the pause;"
 	       " %lu write events\n",
 	       backend_names[res->backend], res->mem_mib, s->pause_ns / 1e6,
-	       s->elapsed_ns / 1e6, s->nr_pages * WTSNAP_PAGE_SIZE >> 20,
-	       s->by_copier, s->by_write, s->eager, s->events);
+	       s->state_ns / 1e6, s->protect_ns / 1e6, s->elapsed_ns / 1e6,
+	       s->nr_pages * WTSNAP_PAGE_SIZE >> 20, s->by_copier, s->by_write,
+	       s->eager, s->events);
 }
 
 /* Restore into a fresh VM and let the guest check its memory twice. */
@@ -170,29 +181,45 @@ static void run(const struct opts *o, int backend, uint64_t mem_mib,
 	unlink(o->path);
 }
 
+/* The share of the guest's undisturbed write rate the snapshot cost. */
+static double lost(const struct result *r)
+{
+	return 1 - r->rate_during / r->rate_before;
+}
+
 static void print_table(const struct result *r, unsigned int n)
 {
+	const struct result *ring = NULL, *uffd = NULL;
+
 	printf("\n  %-16s %6s %10s %12s %16s %10s\n", "backend", "MiB", "pause ms",
-	       "snapshot ms", "guest writes/s", "of normal");
-	for (unsigned int i = 0; i < n; i++)
-		printf("  %-16s %6lu %10.2f %12.1f %16.0f %9.0f%%\n",
+	       "snapshot ms", "guest writes/s", "lost");
+	for (unsigned int i = 0; i < n; i++) {
+		printf("  %-16s %6lu %10.2f %12.1f %16.0f %9.1f%%\n",
 		       backend_names[r[i].backend], r[i].mem_mib,
 		       r[i].sum.pause_ns / 1e6, r[i].sum.elapsed_ns / 1e6,
-		       r[i].rate_during, 100 * r[i].rate_during / r[i].rate_before);
+		       r[i].rate_during, 100 * lost(&r[i]));
+		if (r[i].backend == WTSNAP_BACKEND_RING && !ring)
+			ring = &r[i];
+		if (r[i].backend == WTSNAP_BACKEND_UFFD)
+			uffd = &r[i];
+	}
+	if (ring && uffd)
+		printf("\n  guest throughput lost, ring vs userfaultfd-wp: %.2fx\n",
+		       lost(ring) / lost(uffd));
 }
 
 static int parse_backend(const char *s)
 {
-	for (int i = 0; i < 3; i++)
-		if (!strncmp(s, backend_names[i] + (i < 2 ? 11 : 0), 4))
+	for (int i = 0; i < (int)ARRAY_SIZE(backend_opts); i++)
+		if (!strcmp(s, backend_opts[i]))
 			return i;
-	TEST_FAIL("unknown backend %s (ring, exit, stop)", s);
+	TEST_FAIL("unknown backend %s (ring, exit, uffd, stop)", s);
 	return -1;
 }
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|stop] [-o file] [-c] [-L MiB] [-q]\n",
+	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file] [-c] [-L MiB] [-q]\n",
 		prog);
 	exit(2);
 }
@@ -200,7 +227,7 @@ static void usage(const char *prog)
 int main(int argc, char **argv)
 {
 	struct opts o = { .nr_vcpus = 2, .mem_mib = 128, .path = "/tmp/wtsnap-demo.snap" };
-	struct result res[4];
+	struct result res[ARRAY_SIZE(compare_order) + 1];
 	unsigned int n = 0;
 	int c;
 
@@ -220,10 +247,10 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("lazy snapshot of a running VM: %u vCPUs writing %lu MiB\n",
 	       o.nr_vcpus, o.mem_mib);
-	for (int b = 0; b < 3; b++) {
-		if (!o.compare && b != o.backend)
+	for (size_t i = 0; i < ARRAY_SIZE(compare_order); i++) {
+		if (!o.compare && compare_order[i] != o.backend)
 			continue;
-		run(&o, b, o.mem_mib, true, &res[n++]);
+		run(&o, compare_order[i], o.mem_mib, true, &res[n++]);
 	}
 	if (o.large_mib)
 		run(&o, WTSNAP_BACKEND_RING, o.large_mib, false, &res[n++]);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Lazy snapshots of a running VM (libwtrack's engine, examples/snapvm.c's
- * VMM): the snapshot is byte for byte the memory a stop-the-world copy
+ * VMM), with kvm-wtrack's two modes and, as references, userfaultfd
+ * write-protect and a stop-the-world copy: the snapshot is byte for byte the memory a stop-the-world copy
  * took at the same instant, even though the guest kept writing while it
  * was copied; nothing stays protected afterwards; and a fresh VM restored
  * from it runs on with the guest's own checksums intact.
@@ -40,6 +41,7 @@ SNAPSHOT_VARIANT(exit_2vcpus, EXIT, 2, false);
 SNAPSHOT_VARIANT(exit_4vcpus, EXIT, 4, false);
 SNAPSHOT_VARIANT(ring_2vcpus_pvclock, RING, 2, true);
 SNAPSHOT_VARIANT(exit_2vcpus_pvclock, EXIT, 2, true);
+SNAPSHOT_VARIANT(uffd_2vcpus, UFFD, 2, false);
 SNAPSHOT_VARIANT(stop_2vcpus, STOP, 2, false);
 
 static struct snapvm_config config(const FIXTURE_VARIANT(snapshot) *variant)
