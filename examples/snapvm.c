@@ -16,6 +16,7 @@
 
 #include "kvm_util.h"
 #include "processor.h"
+#include "svm_util.h"
 #include "snapvm.h"
 
 #define DATA_GPA	(1ULL << 32)
@@ -119,7 +120,7 @@ static void guest_pv_on(uint32_t idx)
 	wrmsr(MSR_KVM_STEAL_TIME, (uint64_t)&pv[idx].steal | 1);
 }
 
-static void guest_code(uint32_t idx, uint32_t nr, uint64_t npages, bool pv)
+static void guest_workload(uint32_t idx, uint32_t nr, uint64_t npages, bool pv)
 {
 	struct guest_ctl *c = &((struct guest_ctl *)DATA_GPA)[idx];
 	uint64_t mine = (npages - FIRST_DATA - idx + nr - 1) / nr;
@@ -143,6 +144,31 @@ static void guest_code(uint32_t idx, uint32_t nr, uint64_t npages, bool pv)
 		if (pv && READ_ONCE(pvs[idx].clock.system_time))
 			c->clock_reads++;
 	}
+}
+
+/*
+ * Nested: L1 runs the workload in an L2 guest under SVM, without nested
+ * paging, so L2 writes the same guest-physical pages.  One vCPU only:
+ * the selftests' run_guest() keeps L2's registers in one global.
+ */
+static uint64_t l2_npages;
+static unsigned long l2_stack[512];
+
+static void l2_code(void)
+{
+	guest_workload(0, 1, l2_npages, false);
+}
+
+static void guest_code(uint32_t idx, uint32_t nr, uint64_t npages, bool pv,
+		       struct svm_test_data *svm)
+{
+	if (!svm)
+		guest_workload(idx, nr, npages, pv);
+	generic_svm_setup(svm, l2_code, &l2_stack[ARRAY_SIZE(l2_stack)]);
+	run_guest(svm->vmcb, svm->vmcb_gpa);
+	/* L2 never exits to L1. */
+	guest_fail(&((struct guest_ctl *)DATA_GPA)[idx], __LINE__,
+		   svm->vmcb->control.exit_code, 0);
 }
 
 struct snapvm {
@@ -181,7 +207,9 @@ static struct snapvm *build(const struct snapvm_config *cfg)
 	uint64_t npages = data_pages(cfg);
 
 	TEST_ASSERT(v && cfg->nr_vcpus && cfg->nr_vcpus <= SNAPVM_MAX_VCPUS &&
-		    cfg->mem_mib >= 2 && !(cfg->mem_mib % 2), "bad snapvm config");
+		    cfg->mem_mib >= 2 && !(cfg->mem_mib % 2) &&
+		    (!cfg->nested || (cfg->nr_vcpus == 1 && !cfg->pvclock)),
+		    "bad snapvm config");
 	v->cfg = *cfg;
 	v->vm = vm_create_with_vcpus(cfg->nr_vcpus, guest_code, v->vcpus);
 	vm_userspace_mem_region_add(v->vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA,
@@ -203,9 +231,16 @@ struct snapvm *snapvm_create(const struct snapvm_config *cfg)
 	for (uint64_t i = FIRST_DATA; i < npages; i++)
 		((uint64_t *)(data + i * PAGE))[511] = MAGIC;
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
+		vm_vaddr_t svm_gva = 0;
+
+		if (cfg->nested)
+			vcpu_alloc_svm(v->vm, &svm_gva);
 		host_ctl(v, i)->seed = i + 1;
-		vcpu_args_set(v->vcpus[i], 4, i, cfg->nr_vcpus, npages, cfg->pvclock);
+		vcpu_args_set(v->vcpus[i], 5, i, cfg->nr_vcpus, npages, cfg->pvclock,
+			      svm_gva);
 	}
+	l2_npages = npages;
+	sync_global_to_guest(v->vm, l2_npages);
 	return v;
 }
 
@@ -343,6 +378,11 @@ void snapvm_free(struct snapvm *v)
 	snapvm_stop(v);
 	kvm_vm_free(v->vm);
 	free(v);
+}
+
+int snapvm_vcpu_fd(struct snapvm *v, unsigned int idx)
+{
+	return v->vcpus[idx]->fd;
 }
 
 void snapvm_set_engine(struct snapvm *v, struct wtsnap *s)

@@ -22,6 +22,7 @@ struct snapvm_config {
 	unsigned int nr_vcpus;
 	uint64_t mem_mib;		/* guest memory besides the code: even */
 	bool pvclock;			/* kvmclock and steal time on */
+	bool nested;			/* an L2 guest writes (SVM, 1 vCPU) */
 };
 
 struct snapvm *snapvm_create(const struct snapvm_config *cfg);
@@ -36,6 +37,7 @@ void snapvm_describe(struct snapvm *v, struct wtsnap_vm *vm,
 int snapvm_pause(void *v);
 void snapvm_resume(void *v);
 void snapvm_set_engine(struct snapvm *v, struct wtsnap *s);
+int snapvm_vcpu_fd(struct snapvm *v, unsigned int idx);
 void snapvm_set_pause_hook(struct snapvm *v, void (*hook)(void *), void *arg);
 
 /* Guest writes so far, all vCPUs; guest checks passed so far. */
