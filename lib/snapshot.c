@@ -292,31 +292,17 @@ static int consume_batch(struct wtsnap *s)
 	return n;
 }
 
-/* Ring mode: drain events until the snapshot is complete and stopped. */
-static void *consumer_main(void *arg)
+/* Ring mode: a batch of events, resolved; how many, or -errno. */
+static int drain_ring(struct wtsnap *s)
 {
-	struct wtsnap *s = arg;
-	struct pollfd pfd[2] = {
-		{ .fd = wtrack_ring_fd(s->wt), .events = POLLIN },
-		{ .fd = s->stop_fd, .events = POLLIN },
-	};
+	int n = consume_batch(s), err;
 
-	for (;;) {
-		int n = consume_batch(s), err;
-
-		if (n < 0 && n != -EINTR)
-			set_error(s, n);
-		err = wtrack_commit(s->wt);
-		if (err && err != -EINTR)
-			set_error(s, err);
-		if (n > 0)
-			continue;
-		if (pfd[1].revents)
-			break;
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-			set_error(s, -errno);
-	}
-	return NULL;
+	if (n < 0 && n != -EINTR)
+		set_error(s, n);
+	err = wtrack_commit(s->wt);
+	if (err && err != -EINTR)
+		set_error(s, err);
+	return n;
 }
 
 /* userfaultfd: copy the page, then unprotect it, which wakes the writer. */
@@ -342,23 +328,30 @@ static void handle_uffd_fault(struct wtsnap *s, uint64_t hva)
 		set_error(s, err);
 }
 
-static void *uffd_consumer_main(void *arg)
+static int drain_uffd(struct wtsnap *s)
+{
+	uint64_t hva[BATCH];
+	int n = wts_uffd_read(s->uffd, hva, BATCH);
+
+	if (n < 0)
+		set_error(s, n);
+	for (int i = 0; i < n; i++)
+		handle_uffd_fault(s, hva[i]);
+	return n;
+}
+
+/* Handle the backend's reports until the snapshot is complete and stopped. */
+static void *consumer_main(void *arg)
 {
 	struct wtsnap *s = arg;
+	bool uffd = s->uffd >= 0;
 	struct pollfd pfd[2] = {
-		{ .fd = s->uffd, .events = POLLIN },
+		{ .fd = uffd ? s->uffd : wtrack_ring_fd(s->wt), .events = POLLIN },
 		{ .fd = s->stop_fd, .events = POLLIN },
 	};
-	uint64_t hva[BATCH];
 
 	for (;;) {
-		int n = wts_uffd_read(s->uffd, hva, BATCH);
-
-		if (n < 0)
-			set_error(s, n);
-		for (int i = 0; i < n; i++)
-			handle_uffd_fault(s, hva[i]);
-		if (n > 0)
+		if ((uffd ? drain_uffd(s) : drain_ring(s)) > 0)
 			continue;
 		if (pfd[1].revents)
 			break;
@@ -558,8 +551,7 @@ static int start_threads(struct wtsnap *s)
 	int r;
 
 	if (s->p.backend == WTSNAP_BACKEND_RING || s->p.backend == WTSNAP_BACKEND_UFFD) {
-		r = -pthread_create(&s->consumer, NULL, s->uffd >= 0 ?
-				    uffd_consumer_main : consumer_main, s);
+		r = -pthread_create(&s->consumer, NULL, consumer_main, s);
 		if (r)
 			return r;
 		s->consumer_running = true;
