@@ -38,7 +38,8 @@ struct result {
 	uint64_t mem_mib;
 	struct wtsnap_progress sum;
 	double rate_before;	/* guest writes per second, undisturbed */
-	double rate_during;	/* ... while the snapshot copies */
+	double rate_during;	/* ... from the pause to the end of the copy */
+	double rate_after;	/* ... once the snapshot is done */
 	bool restored;
 };
 
@@ -140,11 +141,13 @@ static void print_summary(const struct result *res)
 	printf("  %s, %lu MiB: paused %.2f ms (state %.2f ms, write-protect %.2f ms),"
 	       " snapshot %.1f ms, %lu MiB written\n"
 	       "    pages: %lu by the copier, %lu before a guest write, %lu in the pause;"
-	       " %lu write events\n",
+	       " %lu write events\n"
+	       "    guest writes/s: %.0f before, %.0f during, %.0f after\n",
 	       backend_names[res->backend], res->mem_mib, s->pause_ns / 1e6,
 	       s->state_ns / 1e6, s->protect_ns / 1e6, s->elapsed_ns / 1e6,
 	       s->nr_pages * WTSNAP_PAGE_SIZE >> 20, s->by_copier, s->by_write,
-	       s->eager, s->events);
+	       s->eager, s->events, res->rate_before, res->rate_during,
+	       res->rate_after);
 }
 
 /* Restore into a fresh VM and let the guest check its memory twice. */
@@ -173,6 +176,7 @@ static void run(const struct opts *o, int backend, uint64_t mem_mib,
 	snapvm_wait_checks(v, 1);
 	res->rate_before = write_rate(v, 0.5);
 	snapshot(v, res, fd, o);
+	res->rate_after = write_rate(v, 0.5);
 	snapvm_free(v);
 	print_summary(res);
 	if (do_restore)
