@@ -21,6 +21,13 @@
 
 #define DATA_GPA	(1ULL << 32)
 #define DATA_SLOT	1
+/*
+ * Device memory: only the VMM writes it (think of a virtio ring), and it
+ * sits above the data so that the copiers get to it last.
+ */
+#define DEV_GPA		(1ULL << 36)
+#define DEV_SLOT	2
+#define DEV_PAGES	256
 #define PAGE		4096ULL
 #define MAGIC		0x5a17c0de5a17c0deULL
 
@@ -214,6 +221,8 @@ static struct snapvm *build(const struct snapvm_config *cfg)
 	v->vm = vm_create_with_vcpus(cfg->nr_vcpus, guest_code, v->vcpus);
 	vm_userspace_mem_region_add(v->vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA,
 				    DATA_SLOT, npages, 0);
+	vm_userspace_mem_region_add(v->vm, VM_MEM_SRC_ANONYMOUS, DEV_GPA,
+				    DEV_SLOT, DEV_PAGES, 0);
 	/* 2 MiB guest mappings: few page tables to copy in the pause. */
 	virt_map_level(v->vm, DATA_GPA, DATA_GPA, cfg->mem_mib << 20, PG_LEVEL_2M);
 	pthread_mutex_init(&v->lock, NULL);
@@ -230,6 +239,7 @@ struct snapvm *snapvm_create(const struct snapvm_config *cfg)
 
 	for (uint64_t i = FIRST_DATA; i < npages; i++)
 		((uint64_t *)(data + i * PAGE))[511] = MAGIC;
+	memset(addr_gpa2hva(v->vm, DEV_GPA), 0x5a, DEV_PAGES * PAGE);
 	for (unsigned int i = 0; i < cfg->nr_vcpus; i++) {
 		vm_vaddr_t svm_gva = 0;
 
@@ -378,6 +388,13 @@ void snapvm_free(struct snapvm *v)
 	snapvm_stop(v);
 	kvm_vm_free(v->vm);
 	free(v);
+}
+
+void *snapvm_dev_mem(struct snapvm *v, uint64_t *gpa, uint64_t *size)
+{
+	*gpa = DEV_GPA;
+	*size = DEV_PAGES * PAGE;
+	return addr_gpa2hva(v->vm, DEV_GPA);
 }
 
 int snapvm_vcpu_fd(struct snapvm *v, unsigned int idx)

@@ -38,6 +38,9 @@ int snapvm_pause(void *v);
 void snapvm_resume(void *v);
 void snapvm_set_engine(struct snapvm *v, struct wtsnap *s);
 int snapvm_vcpu_fd(struct snapvm *v, unsigned int idx);
+
+/* Memory the guest never touches, for the VMM's own writes. */
+void *snapvm_dev_mem(struct snapvm *v, uint64_t *gpa, uint64_t *size);
 void snapvm_set_pause_hook(struct snapvm *v, void (*hook)(void *), void *arg);
 
 /* Guest writes so far, all vCPUs; guest checks passed so far. */
