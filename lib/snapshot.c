@@ -53,6 +53,7 @@ struct wtsnap {
 	uint64_t nr_pages;
 	struct wtrack *wt;		/* the kvm-wtrack backends' */
 	int uffd;			/* WTSNAP_BACKEND_UFFD's, else -1 */
+	bool uffd_registered;
 	struct wts_caps caps;
 
 	/* The running snapshot. */
@@ -199,6 +200,24 @@ static int protect_run(struct wtsnap *s, const struct region *r, uint64_t idx,
 		return wts_uffd_wp(s->uffd, index_hva(r, idx), n * PAGE, wp);
 	return (wp ? wtrack_protect : wtrack_unprotect)(s->wt, index_gpa(r, idx),
 							 n * PAGE);
+}
+
+/*
+ * userfaultfd registration lasts one snapshot, as in QEMU's background
+ * snapshot: the memory is left as it was found.  wtsnap_open() registers
+ * once, to refuse unsuitable memory early.
+ */
+static int uffd_register_all(struct wtsnap *s, bool reg)
+{
+	int r = 0;
+
+	if (s->uffd < 0 || s->uffd_registered == reg)
+		return 0;
+	for (unsigned int i = 0; i < s->vm.nr_regions && !r; i++)
+		r = (reg ? wts_uffd_register : wts_uffd_unregister)(s->uffd,
+				s->regions[i].vm.hva, s->regions[i].vm.size);
+	s->uffd_registered = reg && !r;
+	return r;
 }
 
 /* ---- Background copiers ---- */
@@ -630,7 +649,7 @@ static int paused_work(struct wtsnap *s)
 		return r ?: s->error;
 	}
 	t0 = now_ns();
-	r = protect_rest(s);
+	r = uffd_register_all(s, true) ?: protect_rest(s);
 	s->protect_ns = now_ns() - t0;
 	if (r)
 		unprotect_all(s);
@@ -655,8 +674,10 @@ WT_API int wtsnap_start(struct wtsnap *s, int fd)
 		/* Copiers and the consumer run before any vCPU does. */
 		if (!r)
 			r = start_threads(s);
-		if (r && tracking(s))
+		if (r && tracking(s)) {
 			unprotect_all(s);
+			uffd_register_all(s, false);
+		}
 		s->pause_ns = now_ns() - s->start_ns;
 		s->vm.resume(s->vm.opaque);
 	}
@@ -705,6 +726,7 @@ static void stop(struct wtsnap *s)
 	if (tracking(s))
 		unprotect_all(s);
 	stop_consumer(s);
+	uffd_register_all(s, false);
 	__atomic_store_n(&s->active, false, __ATOMIC_RELEASE);
 	s->end_ns = now_ns();
 }
@@ -774,15 +796,10 @@ static int check_params(const struct wtsnap_params *p)
 
 static int open_uffd(struct wtsnap *s)
 {
-	int r = 0;
-
 	s->uffd = wts_uffd_open();
 	if (s->uffd < 0)
 		return s->uffd;
-	for (unsigned int i = 0; i < s->vm.nr_regions && !r; i++)
-		r = wts_uffd_register(s->uffd, s->regions[i].vm.hva,
-				      s->regions[i].vm.size);
-	return r;
+	return uffd_register_all(s, true) ?: uffd_register_all(s, false);
 }
 
 static int open_tracking(struct wtsnap *s)

@@ -37,6 +37,7 @@ int wts_save_vm(struct wtsnap_file *f, int vm_fd);
 /* userfaultfd write-protect (uffd.c): 0 or a count, or a negative errno. */
 int wts_uffd_open(void);
 int wts_uffd_register(int fd, void *hva, uint64_t len);
+int wts_uffd_unregister(int fd, void *hva, uint64_t len);
 int wts_uffd_wp(int fd, void *hva, uint64_t len, bool wp);
 int wts_uffd_read(int fd, uint64_t *hvas, int max);
 

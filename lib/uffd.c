@@ -66,6 +66,13 @@ int wts_uffd_register(int fd, void *hva, uint64_t len)
 	return uffd_ioctl(fd, UFFDIO_REGISTER, &reg);
 }
 
+int wts_uffd_unregister(int fd, void *hva, uint64_t len)
+{
+	struct uffdio_range range = { .start = (uintptr_t)hva, .len = len };
+
+	return uffd_ioctl(fd, UFFDIO_UNREGISTER, &range);
+}
+
 /* Write-protect, or unprotect and wake the threads waiting on it. */
 int wts_uffd_wp(int fd, void *hva, uint64_t len, bool wp)
 {
