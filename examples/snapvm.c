@@ -219,7 +219,7 @@ static struct snapvm *build(const struct snapvm_config *cfg)
 		    "bad snapvm config");
 	v->cfg = *cfg;
 	v->vm = vm_create_with_vcpus(cfg->nr_vcpus, guest_code, v->vcpus);
-	vm_userspace_mem_region_add(v->vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA,
+	vm_userspace_mem_region_add(v->vm, VM_MEM_SRC_ANONYMOUS_THP, DATA_GPA,
 				    DATA_SLOT, npages, 0);
 	vm_userspace_mem_region_add(v->vm, VM_MEM_SRC_ANONYMOUS, DEV_GPA,
 				    DEV_SLOT, DEV_PAGES, 0);
