@@ -182,6 +182,7 @@ struct snapvm {
 	struct snapvm_config cfg;
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpus[SNAPVM_MAX_VCPUS];
+	int vcpu_fds[SNAPVM_MAX_VCPUS];	/* for struct wtsnap_vm */
 	pthread_t threads[SNAPVM_MAX_VCPUS];
 	bool started;
 
@@ -225,6 +226,8 @@ static struct snapvm *build(const struct snapvm_config *cfg)
 				    DEV_SLOT, DEV_PAGES, 0);
 	/* 2 MiB guest mappings: few page tables to copy in the pause. */
 	virt_map_level(v->vm, DATA_GPA, DATA_GPA, cfg->mem_mib << 20, PG_LEVEL_2M);
+	for (unsigned int i = 0; i < cfg->nr_vcpus; i++)
+		v->vcpu_fds[i] = v->vcpus[i]->fd;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->cond, NULL);
 	signal(SIGUSR1, noop_signal);
@@ -399,7 +402,7 @@ void *snapvm_dev_mem(struct snapvm *v, uint64_t *gpa, uint64_t *size)
 
 int snapvm_vcpu_fd(struct snapvm *v, unsigned int idx)
 {
-	return v->vcpus[idx]->fd;
+	return v->vcpu_fds[idx];
 }
 
 void snapvm_set_engine(struct snapvm *v, struct wtsnap *s)
@@ -438,14 +441,10 @@ static unsigned int list_regions(struct snapvm *v,
 void snapvm_describe(struct snapvm *v, struct wtsnap_vm *vm,
 		     struct wtsnap_vm_region regions[SNAPVM_MAX_REGIONS])
 {
-	static int fds[SNAPVM_MAX_VCPUS];
-
-	for (unsigned int i = 0; i < v->cfg.nr_vcpus; i++)
-		fds[i] = v->vcpus[i]->fd;
 	*vm = (struct wtsnap_vm) {
 		.vm_fd = v->vm->fd,
 		.nr_vcpus = v->cfg.nr_vcpus,
-		.vcpu_fds = fds,
+		.vcpu_fds = v->vcpu_fds,
 		.nr_regions = list_regions(v, regions),
 		.regions = regions,
 		.pause = snapvm_pause,
@@ -537,15 +536,12 @@ struct snapvm *snapvm_restore(const struct snapvm_config *cfg, int snap_fd)
 {
 	struct snapvm *v = build(cfg);
 	struct wtsnap_file *f;
-	int fds[SNAPVM_MAX_VCPUS];
 	int r;
 
 	r = wtsnap_file_open(snap_fd, 0, &f);
 	TEST_ASSERT(!r, "wtsnap_file_open: %d", r);
 	load_memory(v, f);
-	for (unsigned int i = 0; i < cfg->nr_vcpus; i++)
-		fds[i] = v->vcpus[i]->fd;
-	r = wtsnap_restore_state(f, v->vm->fd, fds, cfg->nr_vcpus);
+	r = wtsnap_restore_state(f, v->vm->fd, v->vcpu_fds, cfg->nr_vcpus);
 	TEST_ASSERT(!r, "wtsnap_restore_state: %d", r);
 	wtsnap_file_close(f);
 	return v;
