@@ -18,6 +18,7 @@
 #include "processor.h"
 #include "svm_util.h"
 #include "snapvm.h"
+#include <wtrack.h>
 
 #define DATA_GPA	(1ULL << 32)
 #define DATA_SLOT	1
@@ -295,11 +296,31 @@ static void report_failure(struct snapvm *v, unsigned int idx)
 		  idx, c->fail_line, c->fail_a, c->fail_b);
 }
 
+/*
+ * A write exit that KVM_RUN returned just before the snapshot ended may
+ * reach this thread after the engine is gone: its page is unprotected
+ * by now, so running again lets the write land.  The same page reported
+ * again would mean it stayed protected.
+ */
+static void late_exit(struct kvm_vcpu *vcpu, unsigned int idx, uint64_t *late_gpa)
+{
+	struct kvm_wtrack_event ev;
+
+	TEST_ASSERT(wtrack_exit_event(vcpu->run, idx, &ev) == 1,
+		    "vCPU %u: KVM_RUN failed with EFAULT", idx);
+	TEST_ASSERT(ev.gpa != *late_gpa,
+		    "vCPU %u: %#llx stayed protected after the snapshot", idx,
+		    (unsigned long long)ev.gpa);
+	*late_gpa = ev.gpa;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu_arg *a = arg;
 	struct snapvm *v = a->v;
 	struct kvm_vcpu *vcpu = v->vcpus[a->idx];
+	uint64_t late_gpa = -1ULL;
+	struct wtsnap *engine;
 
 	for (;;) {
 		int r = __vcpu_run(vcpu);
@@ -309,9 +330,13 @@ static void *vcpu_thread(void *arg)
 				break;
 			continue;
 		}
-		if (r < 0 && errno == EFAULT && v->engine) {
-			r = wtsnap_handle_exit(v->engine, a->idx, vcpu->run);
+		if (r < 0 && errno == EFAULT && (engine = READ_ONCE(v->engine))) {
+			r = wtsnap_handle_exit(engine, a->idx, vcpu->run);
 			TEST_ASSERT(r == 1, "KVM_RUN: EFAULT, engine says %d", r);
+			continue;
+		}
+		if (r < 0 && errno == EFAULT) {
+			late_exit(vcpu, a->idx, &late_gpa);
 			continue;
 		}
 		TEST_ASSERT(!r, "KVM_RUN failed: errno %d", errno);
@@ -407,7 +432,7 @@ int snapvm_vcpu_fd(struct snapvm *v, unsigned int idx)
 
 void snapvm_set_engine(struct snapvm *v, struct wtsnap *s)
 {
-	v->engine = s;
+	WRITE_ONCE(v->engine, s);
 }
 
 void snapvm_set_pause_hook(struct snapvm *v, void (*hook)(void *), void *arg)

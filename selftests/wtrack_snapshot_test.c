@@ -199,8 +199,9 @@ TEST_F_TIMEOUT(snapshot, copy_restore, 120)
 		ASSERT_LT(0, sum.by_vmm);
 
 	/*
-	 * Nothing stays protected: in exit mode, a write exit now fails the
-	 * vCPU thread.  The guest runs on and changes its memory.
+	 * Nothing stays protected: in exit mode, a page reported twice now
+	 * fails the vCPU thread (one exit already on its way is fine).  The
+	 * guest runs on and changes its memory.
 	 */
 	snapvm_set_engine(self->vm, NULL);
 	snapvm_wait_checks(self->vm, 2);
