@@ -119,6 +119,11 @@ static uint64_t index_gpa(const struct region *r, uint64_t idx)
 	return r->vm.gpa + (idx - r->first) * PAGE;
 }
 
+static uint64_t gpa_index(const struct region *r, uint64_t gpa)
+{
+	return r->first + (gpa - r->vm.gpa) / PAGE;
+}
+
 static void *index_hva(const struct region *r, uint64_t idx)
 {
 	return (char *)r->vm.hva + (idx - r->first) * PAGE;
@@ -179,8 +184,7 @@ static int copy_range(struct wtsnap *s, uint64_t gpa, uint64_t size, int counter
 		const struct region *reg = find_region(s, gpa);
 
 		if (reg)
-			r = copy_page(s, reg->first + (gpa - reg->vm.gpa) / PAGE,
-				      counter);
+			r = copy_page(s, gpa_index(reg, gpa), counter);
 	}
 	return r;
 }
@@ -270,7 +274,7 @@ static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
 	for (uint64_t a = gpa & ~(PAGE - 1); a < gpa + size; a += PAGE) {
 		const struct region *r = find_region(s, a);
 
-		if (r && __atomic_load_n(&s->state[r->first + (a - r->vm.gpa) / PAGE],
+		if (r && __atomic_load_n(&s->state[gpa_index(r, a)],
 					 __ATOMIC_ACQUIRE) != COPIED)
 			return false;
 	}
