@@ -316,4 +316,56 @@ TEST_F(emul, rep_insb_reads_the_port_once)
 		ASSERT_EQ(hva(self->vm, gpa)[i], 0xd0 + i);
 }
 
+/* Answer a KVM_EXIT_IO of REP INSB on IO_PORT with bytes 0xd0 + n, 0xd1 + n... */
+static int give_port_bytes(struct __test_metadata *_metadata,
+			   struct kvm_vcpu *vcpu, int n)
+{
+	struct kvm_run *run = vcpu->run;
+
+	ASSERT_EQ(run->exit_reason, KVM_EXIT_IO);
+	ASSERT_EQ(run->io.port, IO_PORT);
+	ASSERT_EQ(run->io.direction, KVM_EXIT_IO_IN);
+	ASSERT_EQ(run->io.size, 1);
+	for (uint32_t i = 0; i < run->io.count; i++)
+		((uint8_t *)run + run->io.data_offset)[i] = 0xd0 + n + i;
+	return run->io.count;
+}
+
+/*
+ * The page is protected while userspace completes REP INSB's port read:
+ * the data it gave is held, not read again.  The instruction goes on,
+ * across a second protected page, and every byte lands once, in order.
+ */
+TEST_F(emul, rep_insb_keeps_port_data_across_a_stop)
+{
+	uint64_t gpa = PAGE(4) - 8;
+	int given;
+
+	set_guest_op(self->vm, OP_REP_INSB, gpa, 0, 16);
+	vcpu_run(self->vcpu);
+	given = give_port_bytes(_metadata, self->vcpu, 0);
+	ASSERT_EQ(given, 8);
+
+	vm_wtrack_protect(self->vm, PAGE(3), 2 * PAGE_SIZE);
+	__vcpu_run_to_wtrack_exit(self->vcpu, gpa, 1);
+	ASSERT_TRUE(untouched(self->vm, gpa, 16));
+
+	/* Still stopped: the completion waits for the page, not a new read. */
+	__vcpu_run_to_wtrack_exit(self->vcpu, gpa, 1);
+
+	vm_wtrack_unprotect(self->vm, PAGE(3), PAGE_SIZE);
+	__vcpu_run_to_wtrack_exit(self->vcpu, PAGE(4), 1);
+	for (int i = 0; i < 8; i++)
+		ASSERT_EQ(hva(self->vm, gpa)[i], 0xd0 + i);
+	ASSERT_TRUE(untouched(self->vm, PAGE(4), 8));
+
+	vm_wtrack_unprotect(self->vm, PAGE(4), PAGE_SIZE);
+	vcpu_run(self->vcpu);
+	given += give_port_bytes(_metadata, self->vcpu, given);
+	ASSERT_EQ(given, 16);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
+	for (int i = 0; i < 16; i++)
+		ASSERT_EQ(hva(self->vm, gpa)[i], 0xd0 + i);
+}
+
 TEST_HARNESS_MAIN
