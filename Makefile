@@ -10,13 +10,15 @@
 #   make check-lib  build and run the library's host tests only (no KVM)
 #   make install    install libwtrack (PREFIX=/usr/local, DESTDIR=)
 #   make deps       install the Debian packages everything needs (apt-get)
-#   make check-series  build the modules after each patch of the series
+#   make check-series  build the modules after each patch of the series,
+#                   then once with CONFIG_KVM_VMWARE=n
 #   make bench      run the benchmark in the test machine (ratios)
 #   make demo       the lazy snapshot demo in the test machine
 #                   (DEMO_ARGS: examples/wtsnap-demo.c's options)
 #   make qemu       boot the test machine with a shell, for poking around
 #
-# V=1 shows the commands.
+# V=1 shows the commands.  CONFIG_KVM_VMWARE=n builds the modules without
+# the VMware features (kernel/Kbuild).
 
 include kernel/version.mk
 export DEBIAN_KERNEL_VERSION KERNEL_RELEASE

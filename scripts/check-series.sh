@@ -23,4 +23,13 @@ for ((n = 1; n <= ${#patches[@]}; n++)); do
 		exit 1
 	fi
 done
-echo "check-series: all ${#patches[@]} prefixes of the series build"
+
+# The whole series once more with the VMware features switched off.
+echo "  BUILD   CONFIG_KVM_VMWARE=n"
+if ! make -C "$hdrs" M="$work/kvm" -j"$(nproc)" -s CONFIG_KVM_VMWARE=n modules \
+		>"$work/build.log" 2>&1; then
+	grep -E 'error|Error' "$work/build.log" | head -20
+	echo "check-series: the series does not build with CONFIG_KVM_VMWARE=n" >&2
+	exit 1
+fi
+echo "check-series: all ${#patches[@]} prefixes of the series build, and without CONFIG_KVM_VMWARE"

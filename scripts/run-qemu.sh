@@ -5,7 +5,7 @@
 # of an AMD CPU with SVM, so KVM runs nested inside it).
 #
 #   run-qemu.sh --interactive INITRAMFS [config]
-#       a shell on the test machine (config: default, tdp_mmu0, npt0)
+#       a shell on the test machine (config: default, tdp_mmu0, npt0, vmware)
 #   run-qemu.sh --log FILE [--stall SECONDS] INITRAMFS "extra cmdline"
 #       run the tests named by the cmdline; the console goes to FILE.  The
 #       machine is killed when the console stays silent for SECONDS (the

@@ -24,7 +24,7 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 initramfs=$1 out=$2
-CONFIGS=${CONFIGS:-"default:wtrack,upstream npt0:wtrack,upstream tdp_mmu0:wtrack,upstream"}
+CONFIGS=${CONFIGS:-"default:wtrack,upstream npt0:wtrack,upstream tdp_mmu0:wtrack,upstream vmware:wtrack"}
 RETRIES=${RETRIES:-2}
 FLAKY_RUNS=${FLAKY_RUNS:-3}
 STALL=${STALL:-120}

@@ -7,9 +7,15 @@
  * includes it from <linux/kvm.h>; userspace includes it directly.  See
  * Documentation/wtrack-api.rst.
  *
+ * It also holds the VMware backdoor features that go with it (hypercalls
+ * forwarded to userspace, L0 handling of L2's backdoor; see
+ * Documentation/vmware.rst), so that every number is allocated here.
+ *
  * Numbers are chosen away from upstream KVM's: capabilities 0..238 exist in
  * Linux 6.12 and later kernels have assigned or claimed up to the high 240s,
- * so kvm-wtrack's capabilities start at 1024.
+ * so kvm-wtrack's capabilities start at 1024 (write tracking) and 1040
+ * (VMware); exit reasons 0..39 exist in 6.12 and later kernels continue
+ * from 40, so ours start at 1024.
  */
 #ifndef _UAPI_LINUX_KVM_WTRACK_H
 #define _UAPI_LINUX_KVM_WTRACK_H
@@ -160,5 +166,48 @@ struct kvm_wtrack_resolve {
  */
 #define KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED	(1ULL << 34)
 #define KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW	(1ULL << 35)
+
+/*
+ * VMware backdoor hypercalls: KVM_ENABLE_CAP(KVM_CAP_X86_VMWARE_HYPERCALL)
+ * on the VM fd with args[0] = 1 makes VMCALL/VMMCALL with EAX =
+ * KVM_VMWARE_MAGIC exit to userspace with KVM_EXIT_VMWARE; args[0] = 0
+ * turns it off again.  Other hypercalls are unaffected.
+ */
+#define KVM_CAP_X86_VMWARE_HYPERCALL		1040
+
+/*
+ * KVM_ENABLE_CAP(KVM_CAP_X86_VMWARE_NESTED_BACKDOOR_L0), args[0] = 1: KVM
+ * (L0) handles the backdoor accesses L2 makes at CPL3 (I/O ports 0x5658
+ * and 0x5659, the pseudo-PMCs, backdoor hypercalls) as it does L1's,
+ * instead of leaving them to L1.  Needs kvm.enable_vmware_backdoor.
+ */
+#define KVM_CAP_X86_VMWARE_NESTED_BACKDOOR_L0	1041
+
+#define KVM_VMWARE_MAGIC		0x564d5868
+
+#define KVM_EXIT_VMWARE			1024
+
+/* kvm_run.vmware for exit reason KVM_EXIT_VMWARE. */
+struct kvm_vmware_exit {
+#define KVM_EXIT_VMWARE_HCALL		1
+	__u32 type;
+#define KVM_VMWARE_EXIT_LONG_MODE	(1U << 0)	/* 64-bit hypercall */
+#define KVM_VMWARE_EXIT_GUEST_MODE	(1U << 1)	/* made by L2 */
+	__u32 flags;
+	union {
+		/*
+		 * The VMware protocol's registers when the guest made the
+		 * call, zero-extended from 32 bits outside 64-bit mode.  The
+		 * next KVM_RUN loads them back into the guest (truncated
+		 * likewise) and moves past the instruction: userspace
+		 * returns results by changing them.
+		 */
+		struct {
+			__u32 cpl;
+			__u32 pad;
+			__u64 rax, rbx, rcx, rdx, rsi, rdi, rbp;
+		} hcall;
+	};
+};
 
 #endif /* _UAPI_LINUX_KVM_WTRACK_H */
