@@ -34,8 +34,9 @@
 
 /*
  * The data region: page 0 holds each vCPU's control block, page 1 its
- * kvmclock and steal time areas, the rest are the pages it writes: vCPU
- * i owns pages 2 + i, 2 + i + n, 2 + i + 2n...
+ * kvmclock and steal time areas, pages 2 to 17 two mailbox pages per vCPU
+ * for backdoor messages, the rest are the pages it writes: vCPU i owns
+ * pages 18 + i, 18 + i + n, 18 + i + 2n...
  */
 struct guest_ctl {
 	uint64_t seed;
@@ -43,6 +44,7 @@ struct guest_ctl {
 	uint64_t writes;
 	uint64_t checks;
 	uint64_t clock_reads;
+	uint64_t messages;	/* backdoor messages received */
 	uint64_t fail_line;	/* a failed check: where, and the values */
 	uint64_t fail_a, fail_b;
 };
@@ -82,7 +84,29 @@ struct guest_pv {
 
 #define CTL_PAGE	0
 #define PV_PAGE		1
-#define FIRST_DATA	2
+#define MBOX_PAGE	2
+#define FIRST_DATA	(MBOX_PAGE + 2 * SNAPVM_MAX_VCPUS)
+
+/* guest_code()'s flags */
+#define GUEST_PV	(1U << 0)
+#define GUEST_BACKDOOR	(1U << 1)
+
+/*
+ * Backdoor messages: REP INSB of HB_LEN bytes from the VMware
+ * high-bandwidth port, every HB_EVERY writes, into a mailbox straddling
+ * the vCPU's two mailbox pages: KVM's emulator writes it a chunk per
+ * KVM_EXIT_IO.  The VMM's device answers from the registers alone: RBX
+ * holds the message's number and RCX the bytes still due.
+ */
+#define HB_PORT		0x5659
+#define HB_MAGIC	0x564d5868
+#define HB_LEN		3000
+#define HB_EVERY	8
+
+static uint8_t hb_byte(uint64_t seq, uint64_t off)
+{
+	return seq * 7 + off * 13 + (off >> 8);
+}
 
 static void guest_fail(struct guest_ctl *c, int line, uint64_t a, uint64_t b)
 {
@@ -120,6 +144,25 @@ static void guest_check(struct guest_ctl *c, uint32_t idx, uint32_t nr,
 	c->checks++;
 }
 
+static uint8_t *guest_mailbox(uint32_t idx)
+{
+	return (uint8_t *)(DATA_GPA + (MBOX_PAGE + 2 * idx + 1) * PAGE - HB_LEN / 2);
+}
+
+/* Receive a message and check every byte of it. */
+static void guest_hb_message(struct guest_ctl *c, uint32_t idx)
+{
+	uint8_t *buf = guest_mailbox(idx);
+	uint64_t seq = ++c->messages;
+	uint64_t rdi = (uint64_t)buf, rcx = HB_LEN;
+
+	asm volatile("rep insb"
+		     : "+D"(rdi), "+c"(rcx)
+		     : "d"(HB_PORT), "a"(HB_MAGIC), "b"(seq) : "memory");
+	for (uint64_t i = 0; i < HB_LEN; i++)
+		GUEST_CHECK_EQ(c, buf[i], hb_byte(seq, i));
+}
+
 static void guest_pv_on(uint32_t idx)
 {
 	struct guest_pv *pv = (void *)(DATA_GPA + PV_PAGE * PAGE);
@@ -128,8 +171,10 @@ static void guest_pv_on(uint32_t idx)
 	wrmsr(MSR_KVM_STEAL_TIME, (uint64_t)&pv[idx].steal | 1);
 }
 
-static void guest_workload(uint32_t idx, uint32_t nr, uint64_t npages, bool pv)
+static void guest_workload(uint32_t idx, uint32_t nr, uint64_t npages,
+			   uint32_t flags)
 {
+	bool pv = flags & GUEST_PV;
 	struct guest_ctl *c = &((struct guest_ctl *)DATA_GPA)[idx];
 	uint64_t mine = (npages - FIRST_DATA - idx + nr - 1) / nr;
 	uint64_t every = mine > 8192 ? mine : 8192;
@@ -145,6 +190,8 @@ static void guest_workload(uint32_t idx, uint32_t nr, uint64_t npages, bool pv)
 		p[0] = v + 1;
 		p[511] = (v + 1) ^ MAGIC;
 		c->sum++;
+		if ((flags & GUEST_BACKDOOR) && !(c->writes % HB_EVERY))
+			guest_hb_message(c, idx);
 		if (++c->writes % every)
 			continue;
 		guest_check(c, idx, nr, mine);
@@ -164,14 +211,14 @@ static unsigned long l2_stack[512];
 
 static void l2_code(void)
 {
-	guest_workload(0, 1, l2_npages, false);
+	guest_workload(0, 1, l2_npages, 0);
 }
 
-static void guest_code(uint32_t idx, uint32_t nr, uint64_t npages, bool pv,
-		       struct svm_test_data *svm)
+static void guest_code(uint32_t idx, uint32_t nr, uint64_t npages,
+		       uint32_t flags, struct svm_test_data *svm)
 {
 	if (!svm)
-		guest_workload(idx, nr, npages, pv);
+		guest_workload(idx, nr, npages, flags);
 	generic_svm_setup(svm, l2_code, &l2_stack[ARRAY_SIZE(l2_stack)]);
 	run_guest(svm->vmcb, svm->vmcb_gpa);
 	/* L2 never exits to L1. */
@@ -191,6 +238,7 @@ struct snapvm {
 	pthread_cond_t cond;
 	bool pause_req, stop_req;
 	unsigned int nr_paused;
+	uint64_t midway_parks;		/* vCPUs paused inside a message */
 	struct wtsnap *engine;		/* exit mode: handles write exits */
 	void (*pause_hook)(void *);	/* runs with every vCPU paused */
 	void *pause_arg;
@@ -217,7 +265,8 @@ static struct snapvm *build(const struct snapvm_config *cfg)
 
 	TEST_ASSERT(v && cfg->nr_vcpus && cfg->nr_vcpus <= SNAPVM_MAX_VCPUS &&
 		    cfg->mem_mib >= 2 && !(cfg->mem_mib % 2) &&
-		    (!cfg->nested || (cfg->nr_vcpus == 1 && !cfg->pvclock)),
+		    (!cfg->nested || (cfg->nr_vcpus == 1 && !cfg->pvclock &&
+				      !cfg->backdoor)),
 		    "bad snapvm config");
 	v->cfg = *cfg;
 	v->vm = vm_create_with_vcpus(cfg->nr_vcpus, guest_code, v->vcpus);
@@ -250,8 +299,9 @@ struct snapvm *snapvm_create(const struct snapvm_config *cfg)
 		if (cfg->nested)
 			vcpu_alloc_svm(v->vm, &svm_gva);
 		host_ctl(v, i)->seed = i + 1;
-		vcpu_args_set(v->vcpus[i], 5, i, cfg->nr_vcpus, npages, cfg->pvclock,
-			      svm_gva);
+		vcpu_args_set(v->vcpus[i], 5, i, cfg->nr_vcpus, npages,
+			      (cfg->pvclock ? GUEST_PV : 0) |
+			      (cfg->backdoor ? GUEST_BACKDOOR : 0), svm_gva);
 	}
 	l2_npages = npages;
 	sync_global_to_guest(v->vm, l2_npages);
@@ -265,13 +315,17 @@ struct vcpu_arg {
 	unsigned int idx;
 };
 
-/* Called after KVM_RUN returned EINTR: park while a pause is requested. */
-static bool park(struct snapvm *v)
+/*
+ * Called after KVM_RUN returned EINTR, or an exit inside a backdoor
+ * message (@midway): park while a pause is requested.
+ */
+static bool park(struct snapvm *v, bool midway)
 {
 	bool stop;
 
 	pthread_mutex_lock(&v->lock);
 	if (v->pause_req) {
+		v->midway_parks += midway;
 		v->nr_paused++;
 		pthread_cond_broadcast(&v->cond);
 		while (v->pause_req)
@@ -314,6 +368,31 @@ static void late_exit(struct kvm_vcpu *vcpu, unsigned int idx, uint64_t *late_gp
 	*late_gpa = ev.gpa;
 }
 
+/*
+ * The backdoor device: answer a message's KVM_EXIT_IO from the registers.
+ * Returns whether this was one, and in @midway whether part of the
+ * message has landed already.
+ */
+static bool hb_answer(struct kvm_vcpu *vcpu, bool *midway)
+{
+	struct kvm_run *run = vcpu->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	struct kvm_regs regs;
+	uint64_t off;
+
+	if (run->exit_reason != KVM_EXIT_IO || run->io.port != HB_PORT)
+		return false;
+	TEST_ASSERT(run->io.direction == KVM_EXIT_IO_IN && run->io.size == 1,
+		    "backdoor port: not a byte input");
+	vcpu_regs_get(vcpu, &regs);
+	TEST_ASSERT(regs.rcx && regs.rcx <= HB_LEN, "backdoor: RCX %llu", regs.rcx);
+	off = HB_LEN - regs.rcx;
+	for (uint32_t i = 0; i < run->io.count; i++)
+		data[i] = hb_byte(regs.rbx, off + i);
+	*midway = off;
+	return true;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu_arg *a = arg;
@@ -321,12 +400,19 @@ static void *vcpu_thread(void *arg)
 	struct kvm_vcpu *vcpu = v->vcpus[a->idx];
 	uint64_t late_gpa = -1ULL;
 	struct wtsnap *engine;
+	bool midway;
 
 	for (;;) {
 		int r = __vcpu_run(vcpu);
 
 		if (r < 0 && errno == EINTR) {
-			if (park(v))
+			if (park(v, false))
+				break;
+			continue;
+		}
+		/* The answer waits in kvm_run for the next KVM_RUN. */
+		if (!r && hb_answer(vcpu, &midway)) {
+			if (READ_ONCE(v->pause_req) && park(v, midway))
 				break;
 			continue;
 		}
@@ -367,13 +453,23 @@ static void kick_all(struct snapvm *v)
 	}
 }
 
+/*
+ * With backdoor messages, no signal: each vCPU runs on to its next exit,
+ * which is most likely one inside a message, and parks there, so that
+ * snapshots catch messages half delivered.
+ */
 int snapvm_pause(void *opaque)
 {
 	struct snapvm *v = opaque;
 
 	pthread_mutex_lock(&v->lock);
 	v->pause_req = true;
-	kick_all(v);
+	if (v->cfg.backdoor) {
+		for (unsigned int i = 0; i < v->cfg.nr_vcpus; i++)
+			WRITE_ONCE(v->vcpus[i]->run->immediate_exit, 1);
+	} else {
+		kick_all(v);
+	}
 	while (v->nr_paused < v->cfg.nr_vcpus)
 		pthread_cond_wait(&v->cond, &v->lock);
 	pthread_mutex_unlock(&v->lock);
@@ -409,6 +505,11 @@ int snapvm_stop(struct snapvm *v)
 	for (unsigned int i = 0; i < v->cfg.nr_vcpus; i++)
 		v->vcpus[i]->run->immediate_exit = 0;
 	return 0;
+}
+
+uint64_t snapvm_midway_pauses(struct snapvm *v)
+{
+	return READ_ONCE(v->midway_parks);
 }
 
 void snapvm_free(struct snapvm *v)

@@ -23,6 +23,7 @@ struct snapvm_config {
 	uint64_t mem_mib;		/* guest memory besides the code: even */
 	bool pvclock;			/* kvmclock and steal time on */
 	bool nested;			/* an L2 guest writes (SVM, 1 vCPU) */
+	bool backdoor;			/* and receives VMware backdoor messages */
 };
 
 struct snapvm *snapvm_create(const struct snapvm_config *cfg);
@@ -47,6 +48,8 @@ void snapvm_set_pause_hook(struct snapvm *v, void (*hook)(void *), void *arg);
 uint64_t snapvm_writes(struct snapvm *v);
 uint64_t snapvm_checks(struct snapvm *v);
 void snapvm_wait_checks(struct snapvm *v, uint64_t more);
+/* Pauses that found a vCPU inside a backdoor message, so far. */
+uint64_t snapvm_midway_pauses(struct snapvm *v);
 
 /* All guest memory, region by region as snapvm_describe() lists it. */
 uint64_t snapvm_mem_size(struct snapvm *v);

@@ -7,11 +7,13 @@
  * mechanism) and stop-the-world.
  *
  *   wtsnap-demo [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file]
- *               [-c] [-L MiB] [-q]
+ *               [-c] [-L MiB] [-B] [-q]
  *
  * -c runs every backend on a fresh VM each and prints a table; -L adds
  * two ring snapshots back to back, of a VM of -m MiB and of one with
- * that much memory, to compare their pauses.
+ * that much memory, to compare their pauses.  -B has the vCPUs receive
+ * VMware backdoor messages too (REP INSB from port 0x5659), and pauses
+ * them inside one (Documentation/vmware.rst).
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -31,6 +33,7 @@ struct opts {
 	int backend;
 	bool compare;
 	bool quiet;
+	bool backdoor;
 	const char *path;
 };
 
@@ -168,6 +171,7 @@ static void run(const struct opts *o, int backend, uint64_t mem_mib,
 {
 	struct snapvm_config cfg = {
 		.nr_vcpus = o->nr_vcpus, .mem_mib = mem_mib, .pvclock = true,
+		.backdoor = o->backdoor,
 	};
 	struct snapvm *v = snapvm_create(&cfg);
 	int fd = open_file(o->path);
@@ -177,6 +181,9 @@ static void run(const struct opts *o, int backend, uint64_t mem_mib,
 	snapvm_wait_checks(v, 1);
 	res->rate_before = write_rate(v, 0.5);
 	snapshot(v, res, fd, o);
+	if (o->backdoor)
+		printf("    vCPUs paused inside a VMware backdoor message so far: %lu\n",
+		       snapvm_midway_pauses(v));
 	res->rate_after = write_rate(v, 0.5);
 	snapvm_free(v);
 	print_summary(res);
@@ -224,7 +231,7 @@ static int parse_backend(const char *s)
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file] [-c] [-L MiB] [-q]\n",
+	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file] [-c] [-L MiB] [-B] [-q]\n",
 		prog);
 	exit(2);
 }
@@ -236,7 +243,7 @@ int main(int argc, char **argv)
 	unsigned int n = 0;
 	int c;
 
-	while ((c = getopt(argc, argv, "v:m:b:o:cL:q")) != -1) {
+	while ((c = getopt(argc, argv, "v:m:b:o:cL:Bq")) != -1) {
 		switch (c) {
 		case 'v': o.nr_vcpus = atoi(optarg); break;
 		case 'm': o.mem_mib = strtoull(optarg, NULL, 0); break;
@@ -245,6 +252,7 @@ int main(int argc, char **argv)
 		case 'c': o.compare = true; break;
 		case 'L': o.large_mib = strtoull(optarg, NULL, 0); break;
 		case 'q': o.quiet = true; break;
+		case 'B': o.backdoor = true; break;
 		default: usage(argv[0]);
 		}
 	}
