@@ -858,6 +858,9 @@ enum l1_report { L1_SAW_GP = 1, L1_SAW_HCALL_CPL3, L1_SAW_HCALL_CPL0 };
 /* L2 starts as if called: RSP 8 bytes off 16-byte alignment, for SSE. */
 #define L2_STACK_TOP(stack)	(&(stack)[L2_STACK_WORDS - 1])
 
+/* What L2 got from the backdoor port and the real-time pseudo-PMC. */
+static uint64_t l2_port_eax, l2_real_time;
+
 /*
  * L2: at CPL3 the backdoor port, a pseudo-PMC, a backdoor hypercall and a
  * plain port; then at CPL0 a hypercall that ends it.
@@ -866,8 +869,10 @@ static void l2_code(void)
 {
 	req = in_req(BDOOR_PORT);
 	user_bdoor(&req);
+	l2_port_eax = (uint32_t)req.rax;
 	req = rdpmc_req(PMC_REAL_TIME);
 	user_bdoor(&req);
+	l2_real_time = pmc_value();
 	req = hcall_req(KVM_VMWARE_MAGIC);
 	user_bdoor(&req);
 	req = in_req(PLAIN_PORT);
@@ -989,6 +994,7 @@ static void expect_l1(struct kvm_vcpu *vcpu, enum l1_report what)
 TEST_F(nested, backdoor_of_l2)
 {
 	struct kvm_vcpu *vcpu = self->vcpu;
+	uint64_t ns0 = boottime_ns(), ns1;
 
 	if (variant->l0) {
 		/* Port, PMC and hypercall stay in L0: the vCPU is in L2. */
@@ -1005,6 +1011,19 @@ TEST_F(nested, backdoor_of_l2)
 	expect_l1(vcpu, L1_SAW_GP);
 	expect_l1(vcpu, L1_SAW_HCALL_CPL0);
 	run_to_done(vcpu);
+	ns1 = boottime_ns();
+
+	/* Without the option L1 stepped over both: L2 got nothing. */
+	sync_global_from_guest(self->vm, l2_port_eax);
+	sync_global_from_guest(self->vm, l2_real_time);
+	if (variant->l0) {
+		TEST_ASSERT_EQ(l2_port_eax, 6);
+		TEST_ASSERT(l2_real_time >= ns0 && l2_real_time <= ns1,
+			    "L2's real time %lu not in [%lu, %lu]", l2_real_time, ns0, ns1);
+	} else {
+		TEST_ASSERT_EQ(l2_port_eax, KVM_VMWARE_MAGIC);
+		TEST_ASSERT_EQ(l2_real_time, 0);
+	}
 }
 
 TEST(nested_cap_errors)
