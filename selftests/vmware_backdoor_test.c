@@ -513,20 +513,32 @@ TEST(backdoor_from_cpl3_with_memory_protected)
 	kvm_vm_free(vm);
 }
 
+static void check_hypercalls_stay_kvm(struct kvm_vm *vm, struct kvm_vcpu *vcpu);
+
+/* guest_hypercalls() in user mode too, the capability available. */
+static struct kvm_vm *create_hcall_vm(struct kvm_vcpu **vcpu)
+{
+	struct kvm_vm *vm = create_vm(vcpu, guest_hypercalls);
+
+	TEST_REQUIRE(vm_check_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL) == 1);
+	finish_user_setup(vm, *vcpu);
+	return vm;
+}
+
+/* Bad arguments: EINVAL, and the magic stays KVM's. */
 TEST(hypercall_cap_errors)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
-	vm = vm_create_with_one_vcpu(&vcpu, guest_hypercalls);
-	TEST_REQUIRE(vm_check_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL) == 1);
+	vm = create_hcall_vm(&vcpu);
 	ASSERT_EQ(__enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 2, 0, 0), -1);
 	ASSERT_EQ(errno, EINVAL);
 	ASSERT_EQ(__enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 1, 1, 0), -1);
 	ASSERT_EQ(errno, EINVAL);
 	ASSERT_EQ(__enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 1, 0, 1), -1);
 	ASSERT_EQ(errno, EINVAL);
-	ASSERT_EQ(__enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 0, 0, 0), 0);
+	check_hypercalls_stay_kvm(vm, vcpu);
 	kvm_vm_free(vm);
 }
 
@@ -573,9 +585,7 @@ TEST(hypercall_turned_off_again)
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
-	vm = create_vm(&vcpu, guest_hypercalls);
-	TEST_REQUIRE(vm_check_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL) == 1);
-	finish_user_setup(vm, vcpu);
+	vm = create_hcall_vm(&vcpu);
 	vm_enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 1);
 	vm_enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 0);
 	check_hypercalls_stay_kvm(vm, vcpu);
@@ -630,9 +640,7 @@ TEST(hypercall_forwarded_from_cpl0_and_cpl3)
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
-	vm = create_vm(&vcpu, guest_hypercalls);
-	TEST_REQUIRE(vm_check_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL) == 1);
-	finish_user_setup(vm, vcpu);
+	vm = create_hcall_vm(&vcpu);
 	vm_enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 1);
 	vcpu_args_set(vcpu, 1, (uint64_t)KVM_VMWARE_MAGIC);
 
@@ -651,9 +659,7 @@ TEST(hypercall_without_magic_is_kvms)
 	struct kvm_vm *vm;
 	struct bdoor_req want = hcall_req(0x4d4d);
 
-	vm = create_vm(&vcpu, guest_hypercalls);
-	TEST_REQUIRE(vm_check_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL) == 1);
-	finish_user_setup(vm, vcpu);
+	vm = create_hcall_vm(&vcpu);
 	vm_enable_cap(vm, KVM_CAP_X86_VMWARE_HYPERCALL, 1);
 	vcpu_args_set(vcpu, 1, 0x4d4dULL);
 
