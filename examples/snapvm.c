@@ -4,6 +4,7 @@
  * sets immediate_exit and signals every thread, so a vCPU in the guest,
  * or waiting in KVM for a resolve, returns with EINTR, and one that is
  * handling an exit completes its I/O in the next KVM_RUN before it stops.
+ * With backdoor messages a pause waits for exits instead (snapvm_pause()).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -412,7 +413,7 @@ static void *vcpu_thread(void *arg)
 		}
 		/* The answer waits in kvm_run for the next KVM_RUN. */
 		if (!r && hb_answer(vcpu, &midway)) {
-			if (READ_ONCE(v->pause_req) && park(v, midway))
+			if (midway && READ_ONCE(v->pause_req) && park(v, true))
 				break;
 			continue;
 		}
@@ -454,9 +455,9 @@ static void kick_all(struct snapvm *v)
 }
 
 /*
- * With backdoor messages, no signal: each vCPU runs on to its next exit,
- * which is most likely one inside a message, and parks there, so that
- * snapshots catch messages half delivered.
+ * With backdoor messages, no kick: each vCPU runs on to its next exit
+ * inside a message (every message takes several) and parks there, so
+ * that snapshots catch messages half delivered.
  */
 int snapvm_pause(void *opaque)
 {
@@ -464,12 +465,8 @@ int snapvm_pause(void *opaque)
 
 	pthread_mutex_lock(&v->lock);
 	v->pause_req = true;
-	if (v->cfg.backdoor) {
-		for (unsigned int i = 0; i < v->cfg.nr_vcpus; i++)
-			WRITE_ONCE(v->vcpus[i]->run->immediate_exit, 1);
-	} else {
+	if (!v->cfg.backdoor)
 		kick_all(v);
-	}
 	while (v->nr_paused < v->cfg.nr_vcpus)
 		pthread_cond_wait(&v->cond, &v->lock);
 	pthread_mutex_unlock(&v->lock);
