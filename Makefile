@@ -12,6 +12,9 @@
 #   make deps       install the Debian packages everything needs (apt-get)
 #   make check-series  build the modules after each patch of the series,
 #                   then once with CONFIG_KVM_VMWARE=n
+#   make check-debug  build a debug kernel (KASAN, lockdep, KMEMLEAK,
+#                   KVM_PROVE_MMU) with the series and run every suite on
+#                   it (long: see README; not part of make check)
 #   make bench      run the benchmark in the test machine (ratios)
 #   make demo       the lazy snapshot demo in the test machine
 #                   (DEMO_ARGS: examples/wtsnap-demo.c's options)
@@ -49,6 +52,7 @@ LIBOUT  := $(B)/lib
 HOST_TAP := $(LIBOUT)/host-tests.tap
 
 .PHONY: all deps modules tree headers selftests lib install initramfs check check-patches \
+	check-debug \
 	check-series check-runner check-lib bench demo \
 	qemu clean distclean
 
@@ -122,6 +126,16 @@ check: check-runner initramfs check-patches
 	$(Q)rm -f $(HOST_TAP)
 	-$(Q)$(MAKE) -C lib O=$(LIBOUT) KERNEL_DOC=$(LINUX)/scripts/kernel-doc tap
 	$(Q)HOST_TAP=$(HOST_TAP) scripts/run-tests.sh $(B)/initramfs.cpio.gz $(B)/results
+
+# The whole kernel, from tinyconfig plus kernel/debug.config, our series
+# applied; the same tests, on it (CONFIGS= as for run-tests.sh).
+DEBUG_LINUX := $(B)/linux-debug
+check-debug: selftests | deps
+	$(Q)scripts/debug-kernel.sh $(B)/linux-debug-pristine $(DEBUG_LINUX)
+	$(Q)scripts/mkinitramfs.sh --debug $(DEBUG_LINUX) - $(B)/selftests \
+		$(B)/initramfs-debug.cpio.gz
+	$(Q)KERNEL=$(DEBUG_LINUX)/arch/x86/boot/bzImage STALL=300 SLOW=4 \
+		scripts/run-tests.sh $(B)/initramfs-debug.cpio.gz $(B)/results-debug
 
 # The benchmark, in one boot of the test machine (CONFIG=npt0 etc.).
 bench: initramfs

@@ -5,13 +5,18 @@
 # modules (the ones our kvm.ko and kvm-amd.ko depend on), our modules, the
 # test binaries, the test list and /init.
 #
-# usage: mkinitramfs.sh [--stock] KVMDIR SELFTESTS_OUT OUTPUT
+# usage: mkinitramfs.sh [--stock | --debug LINUX] KVMDIR SELFTESTS_OUT OUTPUT
 #   --stock: Debian's own KVM modules instead of ours, to tell whether a
 #   failure comes from our patches or from the emulated machine.
+#   --debug: the modules of the debug kernel built in LINUX (make
+#   check-debug), which has no ccp; KVMDIR is not used.
 set -euo pipefail
 
-stock=
-[ "$1" = --stock ] && { stock=1; shift; }
+stock= debug=
+case "$1" in
+--stock) stock=1; shift ;;
+--debug) debug=$2; shift 2 ;;
+esac
 kvmdir=$1 sfout=$2 output=$3
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/kernel/version.mk"
@@ -24,11 +29,20 @@ mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules,tests/wtrack,tests/upstream,t
 cp /bin/busybox "$root/bin/busybox"
 cp "$top/scripts/initramfs/init" "$root/init"
 
+if [ -n "$debug" ]; then
+	for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd \
+		 arch/x86/kvm/kvm-intel; do
+		strip --strip-debug -o "$root/lib/modules/$(basename "$m").ko" "$debug/$m.ko"
+	done
+fi
 for m in virt/lib/irqbypass drivers/crypto/ccp/ccp; do
+	[ -n "$debug" ] && break
 	xz -dc "$moddir/$m.ko.xz" >"$root/lib/modules/$(basename "$m").ko"
 done
 for m in kvm kvm-amd kvm-intel; do
-	if [ -n "$stock" ]; then
+	if [ -n "$debug" ]; then
+		break
+	elif [ -n "$stock" ]; then
 		xz -dc "$moddir/arch/x86/kvm/$m.ko.xz" >"$root/lib/modules/$m.ko"
 	else
 		strip --strip-debug -o "$root/lib/modules/$m.ko" "$kvmdir/$m.ko"

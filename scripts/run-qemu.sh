@@ -16,7 +16,8 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/kernel/version.mk"
-kernel=/boot/vmlinuz-$KERNEL_RELEASE
+# KERNEL: another kernel image, e.g. the debug kernel of make check-debug.
+kernel=${KERNEL:-/boot/vmlinuz-$KERNEL_RELEASE}
 
 # QEMU: the runner's own test substitutes a fake one.
 QEMU=${QEMU:-qemu-system-x86_64}

@@ -17,6 +17,7 @@
 # usage: run-tests.sh INITRAMFS RESULTS_DIR
 #   CONFIGS="default:wtrack,upstream ..."  what to run where
 #   ONLY=<suite>/<test>                    one test only
+#   SLOW=N                                 N times every test's timeout
 #   HOST_TAP=<file>                        TAP of tests already run on the
 #                                          host, reported as host/... and
 #                                          counted with the rest
@@ -45,7 +46,7 @@ run_config() {
 		boot=$((boot + 1))
 		local log=$out/$config.boot$boot.log
 		"$top/scripts/run-qemu.sh" --log "$log" --stall "$STALL" "$initramfs" \
-			"wtrack.config=$config wtrack.suites=$suites wtrack.first=$first ${ONLY:+wtrack.only=$ONLY}"
+			"wtrack.config=$config wtrack.suites=$suites wtrack.first=$first ${ONLY:+wtrack.only=$ONLY} ${SLOW:+wtrack.slow=$SLOW}"
 		local qrc=$?
 		local parsed
 		parsed=$(awk -v klog="$out/$config.klog" -f "$top/scripts/parse-console.awk" "$log")
@@ -97,7 +98,7 @@ rerun_flaky() {
 			echo "# $config: $name failed (exit $rc) and is known to be flaky; run $runs of $FLAKY_RUNS" >&2
 			local log=$out/$config.rerun$idx-$runs.log parsed result
 			"$top/scripts/run-qemu.sh" --log "$log" --stall "$STALL" "$initramfs" \
-				"wtrack.config=$config wtrack.suites=$suites wtrack.first=$idx wtrack.only=$name"
+				"wtrack.config=$config wtrack.suites=$suites wtrack.first=$idx wtrack.only=$name ${SLOW:+wtrack.slow=$SLOW}"
 			parsed=$(awk -v klog="$out/$config.klog" -f "$top/scripts/parse-console.awk" "$log")
 			grep -E '^(FATAL|OUTSIDE) ' <<<"$parsed" >>"$rec"
 			result=$(grep "^RESULT $idx " <<<"$parsed") || continue
