@@ -4,7 +4,8 @@
 #
 #   make            build the patched KVM modules, the library and the tests
 #   make check      build, run the library's host tests, run every test in
-#                   QEMU under three KVM configs, run the upstream KVM
+#                   QEMU under three KVM configs (ours under a fourth, with
+#                   the VMware backdoor on), run the upstream KVM
 #                   selftests, checkpatch the series
 #   make lib        build libwtrack (build/lib)
 #   make check-lib  build and run the library's host tests only (no KVM)
