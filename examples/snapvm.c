@@ -100,7 +100,6 @@ struct guest_pv {
  * holds the message's number and RCX the bytes still due.
  */
 #define HB_PORT		0x5659
-#define HB_MAGIC	0x564d5868
 #define HB_LEN		3000
 #define HB_EVERY	8
 
@@ -159,7 +158,7 @@ static void guest_hb_message(struct guest_ctl *c, uint32_t idx)
 
 	asm volatile("rep insb"
 		     : "+D"(rdi), "+c"(rcx)
-		     : "d"(HB_PORT), "a"(HB_MAGIC), "b"(seq) : "memory");
+		     : "d"(HB_PORT), "a"(KVM_VMWARE_MAGIC), "b"(seq) : "memory");
 	for (uint64_t i = 0; i < HB_LEN; i++)
 		GUEST_CHECK_EQ(c, buf[i], hb_byte(seq, i));
 }
