@@ -72,6 +72,8 @@ fi
 	*) strip -o "$root/tests/upstream/$bin" "$sfout/upstream/$bin" ;; esac
 	echo "upstream $timeout $name $args" >>"$list"
 done
+# "configs upstream/name": the init skips these in the configurations named.
+"$top/scripts/upstream-tests.sh" notrun-some | sed 's|^\([^ ]*\) |\1 upstream/|' >"$root/tests/notrun"
 
 (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 >"$output.tmp"
 mv "$output.tmp" "$output"

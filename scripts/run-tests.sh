@@ -40,7 +40,7 @@ run_config() {
 	local -A interrupted=()
 	: >"$rec"
 	case ",$suites," in
-	*,upstream,*) "$top/scripts/upstream-tests.sh" notrun | sed 's/^/NOTRUN /' >>"$rec" ;;
+	*,upstream,*) "$top/scripts/upstream-tests.sh" notrun "$config" | sed 's/^/NOTRUN /' >>"$rec" ;;
 	esac
 	while :; do
 		boot=$((boot + 1))

@@ -6,6 +6,8 @@
 # passes; a QEMU that keeps dying fails its test after bounded retries; a
 # real failure runs once and fails; a flaky upstream test that fails once
 # passes on its rerun, one that keeps failing fails after three runs; a
+# test not run in this configuration is a skip, one not run in another is
+# not reported; a
 # WARNING in the kernel log fails a test that exited 0; skips stay skips;
 # the summary counts and the exit status follow.  Then the host tests'
 # TAP (HOST_TAP): its results join the count, an unmet plan or a missing
@@ -33,6 +35,8 @@ cat >"$work/expect" <<'EXPECT'
 t_flaky          default  flaky  -  fails now and then
 t_flaky_fails    all      flaky  -  fails now and then
 t_expected_fail  default  fail   -  cannot work here
+t_slow_here      default  notrun -  too slow here
+t_slow_there     npt0     notrun -  too slow there
 EXPECT
 mkdir -p "$work/state"
 
@@ -63,7 +67,8 @@ expect '^ok - default/wtrack/t_after'
 expect '^ok - default/upstream/t_flaky \(0 s\) # passed on run 2 of 3; flaky here: fails now and then'
 expect '^not ok - default/upstream/t_flaky_fails .*# exit 1 in all 3 runs'
 expect '^ok - default/upstream/t_expected_fail # SKIP expected failure under emulation \(exit 1\): cannot work here'
-expect '^4 passed, 4 failed, 2 skipped$'
+expect '^ok - default/upstream/t_slow_here # SKIP not run: too slow here'
+expect '^4 passed, 4 failed, 3 skipped$'
 
 runs=$(cat "$work"/results/default.boot*.log "$work"/results/default.rerun*.log |
 	grep -c '^@@RUN 3 ')
