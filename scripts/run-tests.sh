@@ -18,6 +18,9 @@
 #   CONFIGS="default:wtrack,upstream ..."  what to run where
 #   ONLY=<suite>/<test>                    one test only
 #   SLOW=N                                 N times every test's timeout
+#   TEST_ENV="VAR=value ..."               environment of the tests (on the
+#                                          guest's command line, which the
+#                                          kernel hands to /init)
 #   HOST_TAP=<file>                        TAP of tests already run on the
 #                                          host, reported as host/... and
 #                                          counted with the rest
@@ -46,7 +49,7 @@ run_config() {
 		boot=$((boot + 1))
 		local log=$out/$config.boot$boot.log
 		"$top/scripts/run-qemu.sh" --log "$log" --stall "$STALL" "$initramfs" \
-			"wtrack.config=$config wtrack.suites=$suites wtrack.first=$first ${ONLY:+wtrack.only=$ONLY} ${SLOW:+wtrack.slow=$SLOW}"
+			"wtrack.config=$config wtrack.suites=$suites wtrack.first=$first ${ONLY:+wtrack.only=$ONLY} ${SLOW:+wtrack.slow=$SLOW} ${TEST_ENV:-}"
 		local qrc=$?
 		local parsed
 		parsed=$(awk -v klog="$out/$config.klog" -f "$top/scripts/parse-console.awk" "$log")
@@ -98,7 +101,7 @@ rerun_flaky() {
 			echo "# $config: $name failed (exit $rc) and is known to be flaky; run $runs of $FLAKY_RUNS" >&2
 			local log=$out/$config.rerun$idx-$runs.log parsed result
 			"$top/scripts/run-qemu.sh" --log "$log" --stall "$STALL" "$initramfs" \
-				"wtrack.config=$config wtrack.suites=$suites wtrack.first=$idx wtrack.only=$name ${SLOW:+wtrack.slow=$SLOW}"
+				"wtrack.config=$config wtrack.suites=$suites wtrack.first=$idx wtrack.only=$name ${SLOW:+wtrack.slow=$SLOW} ${TEST_ENV:-}"
 			parsed=$(awk -v klog="$out/$config.klog" -f "$top/scripts/parse-console.awk" "$log")
 			grep -E '^(FATAL|OUTSIDE) ' <<<"$parsed" >>"$rec"
 			result=$(grep "^RESULT $idx " <<<"$parsed") || continue
