@@ -7,10 +7,10 @@
  * the guest's check; a vCPU left waiting hangs the check (the test's
  * timeout); the kernel log is checked by the runner.
  *
- * - protect/unprotect of random ranges of the data racing with the
- *   vCPUs' faults and the consumer's resolves, for a bounded time (the
- *   code, stack and page tables are left out: see the README's
- *   Reliability section);
+ * - protect/unprotect of random ranges racing with the vCPUs' faults and
+ *   the consumer's resolves, for a bounded time (WTRACK_STRESS_SECONDS):
+ *   in the data, and in the code, stacks and page tables; no fault may be
+ *   emulated;
  * - the consumer, a separate process holding the only ring fd, killed
  *   while vCPUs wait: every page is released and nobody waits;
  * - a memslot's flags changed (dirty logging on) and a move refused while
@@ -27,9 +27,11 @@
 #include "processor.h"
 #include "kselftest_harness.h"
 #include "snapvm.h"
+#include "wtrack_util.h"
 #include <wtrack.h>
 
 #define MEM_MIB		16
+#define NR_VCPUS	4
 #define STRESS_SECONDS	8
 #define MAX_EVENTS	64
 
@@ -38,6 +40,7 @@ FIXTURE(fault) {
 	struct wtsnap_vm desc;
 	struct wtsnap_vm_region regions[SNAPVM_MAX_REGIONS];
 	const struct wtsnap_vm_region *data;	/* the pages the guest writes */
+	int stats_fds[NR_VCPUS];	/* opened before KVM_RUN holds vcpu->mutex */
 };
 
 /* The data: by far the largest memslot (the others: code, device). */
@@ -53,18 +56,24 @@ static const struct wtsnap_vm_region *largest(const struct wtsnap_vm *vm)
 
 FIXTURE_SETUP(fault)
 {
-	struct snapvm_config cfg = { .nr_vcpus = 4, .mem_mib = MEM_MIB };
+	struct snapvm_config cfg = { .nr_vcpus = NR_VCPUS, .mem_mib = MEM_MIB };
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_X86_WRITE_TRACK) & KVM_WTRACK_ENABLE_RING);
 	self->vm = snapvm_create(&cfg);
 	snapvm_describe(self->vm, &self->desc, self->regions);
 	self->data = largest(&self->desc);
+	for (unsigned int i = 0; i < NR_VCPUS; i++) {
+		self->stats_fds[i] = ioctl(snapvm_vcpu_fd(self->vm, i), KVM_GET_STATS_FD, NULL);
+		ASSERT_LE(0, self->stats_fds[i]);
+	}
 	snapvm_start(self->vm);
 	snapvm_wait_checks(self->vm, 1);
 }
 
 FIXTURE_TEARDOWN(fault)
 {
+	for (unsigned int i = 0; i < NR_VCPUS; i++)
+		close(self->stats_fds[i]);
 	snapvm_free(self->vm);
 }
 
@@ -77,12 +86,12 @@ static bool guest_stopped(struct snapvm *vm)
 	return writes == snapvm_writes(vm);
 }
 
-/* A random run of 1 to 64 pages of the data region. */
+/* A random run of 1 to 64 pages of @r. */
 static void random_range(const struct wtsnap_vm_region *r, unsigned int *seed,
 			 uint64_t *gpa, uint64_t *size)
 {
 	uint64_t pages = r->size / PAGE_SIZE;
-	uint64_t n = 1 + rand_r(seed) % 64;
+	uint64_t n = 1 + rand_r(seed) % (pages < 64 ? pages : 64);
 	uint64_t first = rand_r(seed) % (pages - n + 1);
 
 	*gpa = r->gpa + first * PAGE_SIZE;
@@ -129,37 +138,86 @@ static void consumer_stop(struct consumer *c)
 	while (pthread_tryjoin_np(c->thread, NULL) && !usleep(1000));
 }
 
+/* Page faults KVM answered by emulating the instruction, all vCPUs. */
+static uint64_t emulated_faults(FIXTURE_DATA(fault) *self)
+{
+	uint64_t sum = 0;
+
+	for (unsigned int i = 0; i < NR_VCPUS; i++)
+		sum += wtrack_fd_stat(self->stats_fds[i], "pf_emulate");
+	return sum;
+}
+
+/* WTRACK_STRESS_SECONDS overrides the stress period (to hunt a rare race). */
+static int stress_seconds(void)
+{
+	const char *env = getenv("WTRACK_STRESS_SECONDS");
+
+	return env ? atoi(env) : STRESS_SECONDS;
+}
+
 /*
- * For a bounded time, random ranges are protected and unprotected while
- * four vCPUs fault on them and a consumer resolves their events.  Then
- * everything is unprotected and the guest must find its memory intact.
+ * For a bounded time, random ranges of @r are protected and unprotected
+ * while four vCPUs fault on them and a consumer resolves their events.
+ * Then everything is unprotected and the guest must find its memory
+ * intact.  No fault may be emulated: the guest does no MMIO, and a write
+ * that faulted on a page unprotected since must simply fault again
+ * (emulating it after a fault in the guest's page walk once wrote the
+ * data into the page table, and every vCPU triple faulted).
  */
-TEST_F_TIMEOUT(fault, protect_unprotect_race, 120)
+static void protect_unprotect_race(struct __test_metadata *_metadata,
+				   FIXTURE_DATA(fault) *self,
+				   const struct wtsnap_vm_region *r)
 {
 	struct consumer c = { 0 };
 	unsigned int seed = 1;
 	uint64_t gpa, size, ops = 0, writes = snapvm_writes(self->vm);
-	time_t end = time(NULL) + STRESS_SECONDS;
+	uint64_t emulated = emulated_faults(self);
+	int seconds = stress_seconds();
+	time_t end = time(NULL) + seconds;
 
 	sigaction(SIGUSR2, &(struct sigaction){ .sa_handler = noop }, NULL);
 	ASSERT_EQ(0, wtrack_open(self->desc.vm_fd, NULL, &c.wt));
 	pthread_create(&c.thread, NULL, consume, &c);
 
 	while (time(NULL) < end) {
-		random_range(self->data, &seed, &gpa, &size);
+		random_range(r, &seed, &gpa, &size);
 		ASSERT_EQ(0, wtrack_protect(c.wt, gpa, size));
-		random_range(self->data, &seed, &gpa, &size);
+		random_range(r, &seed, &gpa, &size);
 		ASSERT_EQ(0, wtrack_unprotect(c.wt, gpa, size));
 		ops += 2;
 	}
-	ASSERT_EQ(0, wtrack_unprotect(c.wt, self->data->gpa, self->data->size));
+	ASSERT_EQ(0, wtrack_unprotect(c.wt, r->gpa, r->size));
 	consumer_stop(&c);
 	wtrack_close(c.wt);
 
 	snapvm_wait_checks(self->vm, 2);
-	TH_LOG("%lu protects and unprotects in %d s, %lu events resolved, %lu guest writes",
-	       ops, STRESS_SECONDS, c.events, snapvm_writes(self->vm) - writes);
+	emulated = emulated_faults(self) - emulated;
+	TH_LOG("%lu protects and unprotects in %d s, %lu events resolved, %lu guest writes, %lu faults emulated",
+	       ops, seconds, c.events, snapvm_writes(self->vm) - writes, emulated);
 	ASSERT_LT(0, c.events);
+	ASSERT_EQ(0, emulated);
+}
+
+TEST_F_TIMEOUT(fault, protect_unprotect_race, 120)
+{
+	protect_unprotect_race(_metadata, self, self->data);
+}
+
+/*
+ * The same on the memslot at GPA 0, which holds the guest's code, stacks,
+ * descriptor tables and page tables: writes there come from the CPU too
+ * (accessed and dirty bits, found by its page walk).
+ */
+TEST_F_TIMEOUT(fault, protect_unprotect_race_on_guest_tables, 120)
+{
+	const struct wtsnap_vm_region *r = NULL;
+
+	for (unsigned int i = 0; i < self->desc.nr_regions; i++)
+		if (self->regions[i].gpa == 0)
+			r = &self->regions[i];
+	ASSERT_NE(NULL, r);
+	protect_unprotect_race(_metadata, self, r);
 }
 
 /*

@@ -44,15 +44,15 @@ static inline void vm_wtrack_unprotect(struct kvm_vm *vm, uint64_t gpa,
 	TEST_ASSERT(!r, __KVM_IOCTL_ERROR("KVM_WTRACK_UNPROTECT", r));
 }
 
-/* One of the vCPU's binary stats (6.12's library reads only the VM's). */
-static inline uint64_t wtrack_vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+/* The stat @name of a binary stats fd. */
+static inline uint64_t wtrack_fd_stat(int fd, const char *name)
 {
-	int fd = vcpu_get_stats_fd(vcpu);
 	struct kvm_stats_header header;
 	struct kvm_stats_desc *descs, *desc;
 	uint64_t data = 0;
 	bool found = false;
 
+	TEST_ASSERT(fd >= 0, "KVM_GET_STATS_FD: %d", errno);
 	read_stats_header(fd, &header);
 	descs = read_stats_descriptors(fd, &header);
 	for (uint32_t i = 0; i < header.num_desc && !found; i++) {
@@ -63,8 +63,17 @@ static inline uint64_t wtrack_vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
 		}
 	}
 	free(descs);
+	TEST_ASSERT(found, "no stat %s", name);
+	return data;
+}
+
+/* One of the vCPU's binary stats (6.12's library reads only the VM's). */
+static inline uint64_t wtrack_vcpu_stat(struct kvm_vcpu *vcpu, const char *name)
+{
+	int fd = vcpu_get_stats_fd(vcpu);
+	uint64_t data = wtrack_fd_stat(fd, name);
+
 	close(fd);
-	TEST_ASSERT(found, "no vCPU stat %s", name);
 	return data;
 }
 
