@@ -10,8 +10,13 @@
 # Problem lines of the guest's kernel log go to the file named by -v klog=,
 # as "<index> <line>" (index 0: outside any test).
 
+# Boot notices are not problems: the debug kernel's banners ("RCU lockdep
+# checking is enabled", "kmemleak: Kernel memory leak detector
+# initialized") and the SRSO advice on the emulated EPYC ("Speculative
+# Return Stack Overflow: WARNING: See ... for mitigation options").
 function bad(line) {
-	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN|UBSAN|kmemleak|lockdep|possible (circular|recursive) locking|inconsistent lock state|INFO: task .* blocked|hung_task|Call Trace:|RCU stall|rcu_sched detected stall)/ && line !~ /traps:/
+	return line ~ /(BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN|UBSAN|suspected memory leak|unreferenced object|lockdep|possible (circular|recursive) locking|inconsistent lock state|INFO: task .* blocked|hung_task|Call Trace:|RCU stall|rcu_sched detected stall)/ &&
+	       line !~ /traps:|RCU lockdep checking is enabled|Speculative Return Stack Overflow: WARNING: See/
 }
 
 function report(line) {
