@@ -7,11 +7,10 @@
 # real failure runs once and fails; a flaky upstream test that fails once
 # passes on its rerun, one that keeps failing fails after three runs; a
 # test not run in this configuration is a skip, one not run in another is
-# not reported; a
-# WARNING in the kernel log fails a test that exited 0; skips stay skips;
-# the summary counts and the exit status follow.  Then the host tests'
-# TAP (HOST_TAP): its results join the count, an unmet plan or a missing
-# file fails.
+# not reported; a WARNING in the kernel log fails a test that exited 0;
+# skips stay skips; the summary counts and the exit status follow.  Then
+# the host tests' TAP (HOST_TAP): its results join the count, an unmet
+# plan or a missing file fails.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
