@@ -417,16 +417,9 @@ static void one_page_guest(uint64_t counter)
 	GUEST_DONE();
 }
 
-static void *one_page_vcpu(void *arg)
+static void *one_page_vcpu(void *vcpu)
 {
-	struct kvm_vcpu *vcpu = arg;
-	struct ucall uc;
-
-	vcpu_run(vcpu);
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
+	vcpu_run_to_ucall(vcpu, UCALL_DONE);
 	return NULL;
 }
 
