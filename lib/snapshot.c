@@ -33,6 +33,7 @@
 
 #define PAGE		((uint64_t)WTSNAP_PAGE_SIZE)
 #define CHUNK_PAGES	512		/* what a copier takes at a time: 2 MiB */
+#define RUN_PAGES	4		/* what it copies between report checks */
 #define BATCH		64		/* events per ring peek */
 
 enum { UNTOUCHED, COPYING, COPIED };
@@ -70,6 +71,7 @@ struct wtsnap {
 	unsigned int nr_copiers;
 	pthread_t consumer;
 	bool consumer_running;
+	pthread_mutex_t ring_lock;	/* the ring has one consumer at a time */
 	int stop_fd;			/* eventfd: the consumer's stop */
 };
 
@@ -224,49 +226,6 @@ static int uffd_register_all(struct wtsnap *s, bool reg)
 	return r;
 }
 
-/* ---- Background copiers ---- */
-
-/* Copy the untouched pages of [@idx, @end), in runs, and unprotect them. */
-static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
-{
-	while (idx < end && !__atomic_load_n(&s->error, __ATOMIC_RELAXED)) {
-		const struct region *r = index_region(s, idx);
-		uint64_t stop = r->first + r->vm.size / PAGE, n = 0;
-
-		if (stop > end)
-			stop = end;
-		while (idx + n < stop && claim(s, idx + n))
-			n++;
-		if (!n) {
-			idx++;		/* someone else's: they copy it */
-			continue;
-		}
-		if (!copy_claimed(s, idx, n, C_COPIER) && tracking(s)) {
-			int err = protect_run(s, r, idx, n, false);
-
-			if (err)
-				set_error(s, err);
-		}
-		idx += n;
-	}
-}
-
-static void *copier_main(void *arg)
-{
-	struct wtsnap *s = arg;
-	uint64_t nr_chunks = (s->nr_pages + CHUNK_PAGES - 1) / CHUNK_PAGES;
-	uint64_t chunk;
-
-	while ((chunk = __atomic_fetch_add(&s->next_chunk, 1, __ATOMIC_RELAXED)) <
-	       nr_chunks) {
-		uint64_t idx = chunk * CHUNK_PAGES;
-
-		copy_span(s, idx, idx + CHUNK_PAGES < s->nr_pages ?
-				  idx + CHUNK_PAGES : s->nr_pages);
-	}
-	return NULL;
-}
-
 /* ---- Guest writes ---- */
 
 static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
@@ -328,6 +287,16 @@ static int drain_ring(struct wtsnap *s)
 	return n;
 }
 
+static int locked_drain_ring(struct wtsnap *s)
+{
+	int n;
+
+	pthread_mutex_lock(&s->ring_lock);
+	n = drain_ring(s);
+	pthread_mutex_unlock(&s->ring_lock);
+	return n;
+}
+
 /* userfaultfd: copy the page, then unprotect it, which wakes the writer. */
 static void handle_uffd_fault(struct wtsnap *s, uint64_t hva)
 {
@@ -374,12 +343,94 @@ static void *consumer_main(void *arg)
 	};
 
 	for (;;) {
-		if ((uffd ? drain_uffd(s) : drain_ring(s)) > 0)
+		if ((uffd ? drain_uffd(s) : locked_drain_ring(s)) > 0)
 			continue;
 		if (pfd[1].revents)
 			break;
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
 			set_error(s, -errno);
+	}
+	return NULL;
+}
+
+/*
+ * Copiers serve the guest's pending writes between runs of pages: a
+ * running thread answers a waiting vCPU sooner than a sleeping consumer
+ * the scheduler must first wake, when the copiers keep the CPUs busy.
+ */
+static void serve_reports(struct wtsnap *s)
+{
+	if (s->uffd >= 0) {
+		drain_uffd(s);
+	} else if (s->p.backend == WTSNAP_BACKEND_RING &&
+		   !pthread_mutex_trylock(&s->ring_lock)) {
+		drain_ring(s);
+		pthread_mutex_unlock(&s->ring_lock);
+	}
+}
+
+/* ---- Background copiers ---- */
+
+/* Give back write access to pages [@idx, @idx + @n) of one region, copied. */
+static void unprotect_copied(struct wtsnap *s, uint64_t idx, uint64_t n)
+{
+	int err;
+
+	if (!n || !tracking(s))
+		return;
+	err = protect_run(s, index_region(s, idx), idx, n, false);
+	if (err)
+		set_error(s, err);
+}
+
+/*
+ * Copy the untouched pages of [@idx, @end) a few at a time, serving the
+ * guest's writes in between, and unprotect each unbroken run of them in
+ * one call: changing a protection costs more than a copy, userfaultfd's
+ * the most (KVM's mappings of the range are zapped).
+ */
+static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
+{
+	uint64_t done = idx, nr_done = 0;	/* copied, still protected */
+
+	while (idx < end && !__atomic_load_n(&s->error, __ATOMIC_RELAXED)) {
+		const struct region *r = index_region(s, idx);
+		uint64_t stop = r->first + r->vm.size / PAGE, n = 0;
+
+		if (stop > end)
+			stop = end;
+		while (idx + n < stop && n < RUN_PAGES && claim(s, idx + n))
+			n++;
+		if (!n) {
+			idx++;		/* someone else's: they copy it */
+			continue;
+		}
+		if (copy_claimed(s, idx, n, C_COPIER))
+			break;
+		if (done + nr_done != idx || index_region(s, done) != r) {
+			unprotect_copied(s, done, nr_done);
+			done = idx;
+			nr_done = 0;
+		}
+		nr_done += n;
+		idx += n;
+		serve_reports(s);
+	}
+	unprotect_copied(s, done, nr_done);
+}
+
+static void *copier_main(void *arg)
+{
+	struct wtsnap *s = arg;
+	uint64_t nr_chunks = (s->nr_pages + CHUNK_PAGES - 1) / CHUNK_PAGES;
+	uint64_t chunk;
+
+	while ((chunk = __atomic_fetch_add(&s->next_chunk, 1, __ATOMIC_RELAXED)) <
+	       nr_chunks) {
+		uint64_t idx = chunk * CHUNK_PAGES;
+
+		copy_span(s, idx, idx + CHUNK_PAGES < s->nr_pages ?
+				  idx + CHUNK_PAGES : s->nr_pages);
 	}
 	return NULL;
 }
@@ -864,6 +915,7 @@ WT_API int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p
 	if (!s)
 		return -ENOMEM;
 	s->stop_fd = s->uffd = -1;
+	pthread_mutex_init(&s->ring_lock, NULL);
 	r = setup(s, vm, p);
 	if (r) {
 		wtsnap_close(s);
@@ -892,5 +944,6 @@ WT_API void wtsnap_close(struct wtsnap *s)
 	free(s->state);
 	free(s->regions);
 	free(s->vcpu_fds);
+	pthread_mutex_destroy(&s->ring_lock);
 	free(s);
 }
