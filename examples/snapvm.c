@@ -171,6 +171,16 @@ static void guest_pv_on(uint32_t idx)
 	wrmsr(MSR_KVM_STEAL_TIME, (uint64_t)&pv[idx].steal | 1);
 }
 
+static uint32_t hot_pages, cold_every;
+
+/* The page of its own @mine that a vCPU writes next. */
+static uint64_t next_page(struct guest_ctl *c, uint64_t mine)
+{
+	if (hot_pages && hot_pages < mine && c->writes % cold_every)
+		return lcg(&c->seed) % hot_pages;
+	return lcg(&c->seed) % mine;
+}
+
 static void guest_workload(uint32_t idx, uint32_t nr, uint64_t npages,
 			   uint32_t flags)
 {
@@ -183,7 +193,7 @@ static void guest_workload(uint32_t idx, uint32_t nr, uint64_t npages,
 	if (pv)
 		guest_pv_on(idx);
 	for (;;) {
-		uint64_t *p = guest_page(idx, nr, lcg(&c->seed) % mine);
+		uint64_t *p = guest_page(idx, nr, next_page(c, mine));
 		uint64_t v = p[0];
 
 		GUEST_CHECK_EQ(c, p[511], v ^ MAGIC);
@@ -266,7 +276,8 @@ static struct snapvm *build(const struct snapvm_config *cfg)
 	TEST_ASSERT(v && cfg->nr_vcpus && cfg->nr_vcpus <= SNAPVM_MAX_VCPUS &&
 		    cfg->mem_mib >= 2 && !(cfg->mem_mib % 2) &&
 		    (!cfg->nested || (cfg->nr_vcpus == 1 && !cfg->pvclock &&
-				      !cfg->backdoor)),
+				      !cfg->backdoor)) &&
+		    (!cfg->hot_pages || cfg->cold_every),
 		    "bad snapvm config");
 	v->cfg = *cfg;
 	v->vm = vm_create_with_vcpus(cfg->nr_vcpus, guest_code, v->vcpus);
@@ -304,7 +315,11 @@ struct snapvm *snapvm_create(const struct snapvm_config *cfg)
 			      (cfg->backdoor ? GUEST_BACKDOOR : 0), svm_gva);
 	}
 	l2_npages = npages;
+	hot_pages = cfg->hot_pages;
+	cold_every = cfg->cold_every;
 	sync_global_to_guest(v->vm, l2_npages);
+	sync_global_to_guest(v->vm, hot_pages);
+	sync_global_to_guest(v->vm, cold_every);
 	return v;
 }
 

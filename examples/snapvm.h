@@ -24,6 +24,12 @@ struct snapvm_config {
 	bool pvclock;			/* kvmclock and steal time on */
 	bool nested;			/* an L2 guest writes (SVM, 1 vCPU) */
 	bool backdoor;			/* and receives VMware backdoor messages */
+	/*
+	 * A working set: each vCPU writes its first hot_pages pages, and one
+	 * write in cold_every goes to any of its pages.  0: all pages alike.
+	 */
+	uint32_t hot_pages;
+	uint32_t cold_every;
 };
 
 struct snapvm *snapvm_create(const struct snapvm_config *cfg);

@@ -35,6 +35,7 @@ FIXTURE_VARIANT(snapshot) {
 	bool pvclock;
 	bool nested;
 	bool backdoor;
+	bool working_set;
 };
 
 #define SNAPSHOT_VARIANT(name, b, n, pv, l2, bd)			\
@@ -58,6 +59,17 @@ SNAPSHOT_VARIANT(exit_2vcpus_backdoor, EXIT, 2, false, false, true);
 SNAPSHOT_VARIANT(uffd_2vcpus, UFFD, 2, false, false, false);
 SNAPSHOT_VARIANT(stop_2vcpus, STOP, 2, false, false, false);
 
+/* Most writes go to pages copied long ago: resolved without a copy. */
+#define WORKING_SET_VARIANT(name, b)					\
+	FIXTURE_VARIANT_ADD(snapshot, name) {				\
+		.backend = WTSNAP_BACKEND_##b, .nr_vcpus = 2,		\
+		.working_set = true,					\
+	}
+
+WORKING_SET_VARIANT(ring_2vcpus_working_set, RING);
+WORKING_SET_VARIANT(exit_2vcpus_working_set, EXIT);
+WORKING_SET_VARIANT(uffd_2vcpus_working_set, UFFD);
+
 static struct snapvm_config config(const FIXTURE_VARIANT(snapshot) *variant)
 {
 	return (struct snapvm_config) {
@@ -66,6 +78,8 @@ static struct snapvm_config config(const FIXTURE_VARIANT(snapshot) *variant)
 		.pvclock = variant->pvclock,
 		.nested = variant->nested,
 		.backdoor = variant->backdoor,
+		.hot_pages = variant->working_set ? 64 : 0,
+		.cold_every = 64,
 	};
 }
 
