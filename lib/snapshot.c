@@ -63,6 +63,7 @@ struct wtsnap {
 	uint8_t *state;			/* per page: UNTOUCHED, COPYING, COPIED */
 	uint64_t next_chunk;
 	uint64_t copied;
+	uint64_t copiers_ns;		/* when the copiers started */
 	uint64_t counters[NR_COUNTERS];
 	int error;
 	uint64_t start_ns, pause_ns, end_ns;
@@ -384,6 +385,29 @@ static void unprotect_copied(struct wtsnap *s, uint64_t idx, uint64_t n)
 }
 
 /*
+ * Under max_bandwidth: whether what the copiers copied so far is ahead
+ * of the limit's rate since they started, and until when.
+ */
+static bool over_limit(struct wtsnap *s, struct timespec *until)
+{
+	uint64_t copied, due;
+
+	if (!s->p.max_bandwidth || !tracking(s))
+		return false;
+	copied = __atomic_load_n(&s->counters[C_COPIER], __ATOMIC_RELAXED) * PAGE;
+	due = s->copiers_ns + (uint64_t)((double)copied * 1e9 / s->p.max_bandwidth);
+	until->tv_sec = due / 1000000000;
+	until->tv_nsec = due % 1000000000;
+	return due > now_ns();
+}
+
+static void sleep_until(const struct timespec *t)
+{
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, t, NULL) == EINTR)
+		;
+}
+
+/*
  * Copy the untouched pages of [@idx, @end) a few at a time, serving the
  * guest's writes in between, and unprotect each unbroken run of them in
  * one call: changing a protection costs more than a copy, userfaultfd's
@@ -392,6 +416,7 @@ static void unprotect_copied(struct wtsnap *s, uint64_t idx, uint64_t n)
 static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
 {
 	uint64_t done = idx, nr_done = 0;	/* copied, still protected */
+	struct timespec until;
 
 	while (idx < end && !__atomic_load_n(&s->error, __ATOMIC_RELAXED)) {
 		const struct region *r = index_region(s, idx);
@@ -399,6 +424,12 @@ static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
 
 		if (stop > end)
 			stop = end;
+		/* Claim nothing before a sleep: a write to it would wait. */
+		if (over_limit(s, &until)) {
+			unprotect_copied(s, done, nr_done);
+			nr_done = 0;
+			sleep_until(&until);
+		}
 		while (idx + n < stop && n < RUN_PAGES && claim(s, idx + n))
 			n++;
 		if (!n) {
@@ -624,6 +655,7 @@ static int start_threads(struct wtsnap *s)
 {
 	int r;
 
+	s->copiers_ns = now_ns();
 	if (s->p.backend == WTSNAP_BACKEND_RING || s->p.backend == WTSNAP_BACKEND_UFFD) {
 		r = -pthread_create(&s->consumer, NULL, consumer_main, s);
 		if (r)

@@ -21,6 +21,7 @@
 #include "snapvm.h"
 
 #define MEM_MIB	32
+#define RUN_SLACK	16	/* >= what a copier claims at once (lib/snapshot.c) */
 
 FIXTURE(snapshot) {
 	struct snapvm *vm;
@@ -36,6 +37,7 @@ FIXTURE_VARIANT(snapshot) {
 	bool nested;
 	bool backdoor;
 	bool working_set;
+	unsigned int max_mib_s;		/* the copiers' bandwidth limit */
 };
 
 #define SNAPSHOT_VARIANT(name, b, n, pv, l2, bd)			\
@@ -59,16 +61,22 @@ SNAPSHOT_VARIANT(exit_2vcpus_backdoor, EXIT, 2, false, false, true);
 SNAPSHOT_VARIANT(uffd_2vcpus, UFFD, 2, false, false, false);
 SNAPSHOT_VARIANT(stop_2vcpus, STOP, 2, false, false, false);
 
-/* Most writes go to pages copied long ago: resolved without a copy. */
-#define WORKING_SET_VARIANT(name, b)					\
+/*
+ * Most writes go to pages copied long ago, and a limited copier leaves
+ * copied pages protected while it sleeps: writes to them are resolved
+ * without a copy.
+ */
+#define LIMITED_VARIANT(name, b, ws, mib_s)				\
 	FIXTURE_VARIANT_ADD(snapshot, name) {				\
 		.backend = WTSNAP_BACKEND_##b, .nr_vcpus = 2,		\
-		.working_set = true,					\
+		.working_set = ws, .max_mib_s = mib_s,			\
 	}
 
-WORKING_SET_VARIANT(ring_2vcpus_working_set, RING);
-WORKING_SET_VARIANT(exit_2vcpus_working_set, EXIT);
-WORKING_SET_VARIANT(uffd_2vcpus_working_set, UFFD);
+LIMITED_VARIANT(ring_2vcpus_working_set, RING, true, 0);
+LIMITED_VARIANT(exit_2vcpus_working_set, EXIT, true, 0);
+LIMITED_VARIANT(uffd_2vcpus_working_set, UFFD, true, 0);
+LIMITED_VARIANT(ring_2vcpus_limited, RING, true, 8);
+LIMITED_VARIANT(uffd_2vcpus_limited, UFFD, false, 8);
 
 static struct snapvm_config config(const FIXTURE_VARIANT(snapshot) *variant)
 {
@@ -189,10 +197,28 @@ static void vmm_writes(struct __test_metadata *_metadata, struct snapvm *vm,
 	}
 }
 
+/*
+ * The copier takes a run of pages only once what it copied before fits
+ * the limit: the last run cannot have started sooner.
+ */
+static void check_limit(struct __test_metadata *_metadata,
+			const struct wtsnap_progress *sum, uint64_t bandwidth)
+{
+	uint64_t runs_before_last = (sum->by_copier - RUN_SLACK) * WTSNAP_PAGE_SIZE;
+
+	ASSERT_LT(RUN_SLACK, sum->by_copier);
+	ASSERT_LE(runs_before_last * 1000000000 / bandwidth, sum->elapsed_ns)
+		TH_LOG("%lu pages copied in %lu ms at %lu MiB/s at most",
+		       sum->by_copier, sum->elapsed_ns / 1000000, bandwidth >> 20);
+}
+
 TEST_F_TIMEOUT(snapshot, copy_restore, 120)
 {
 	struct snapvm_config cfg = config(variant);
-	struct wtsnap_params p = { .backend = variant->backend };
+	struct wtsnap_params p = {
+		.backend = variant->backend,
+		.max_bandwidth = (uint64_t)variant->max_mib_s << 20,
+	};
 	struct wtsnap_vm_region regions[SNAPVM_MAX_REGIONS];
 	struct wtsnap_progress sum;
 	struct wtsnap_vm vm;
@@ -221,6 +247,8 @@ TEST_F_TIMEOUT(snapshot, copy_restore, 120)
 	if (variant->backdoor)
 		ASSERT_LT(0, snapvm_midway_pauses(self->vm))
 			TH_LOG("the pause found no vCPU inside a backdoor message");
+	if (variant->max_mib_s)
+		check_limit(_metadata, &sum, p.max_bandwidth);
 
 	/*
 	 * Nothing stays protected: in exit mode, a page reported twice now
@@ -293,7 +321,7 @@ TEST(engine_errors)
 	bad_vm_region(_metadata, &vm, regions[0].gpa + 1, regions[0].size);
 	bad_vm_region(_metadata, &vm, regions[0].gpa, 0);
 	bad_params(_metadata, &vm, (struct wtsnap_params){ .backend = 99 });
-	bad_params(_metadata, &vm, (struct wtsnap_params){ .resv[3] = 1 });
+	bad_params(_metadata, &vm, (struct wtsnap_params){ .resv[2] = 1 });
 	bad_params(_metadata, &vm,
 		   (struct wtsnap_params){ .copiers = WTSNAP_MAX_COPIERS + 1 });
 	bad_params(_metadata, &vm, (struct wtsnap_params){ .nr_eager = 1 });

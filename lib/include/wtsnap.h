@@ -483,6 +483,10 @@ struct wtsnap_vm {
  * @eager: guest memory that KVM writes on its own and that the engine
  *	cannot find in the vCPUs' state (e.g. a Xen shared info page): it is
  *	copied during the pause and never protected.
+ * @max_bandwidth: bytes per second the background copiers together copy
+ *	at most, as QEMU's migration max-bandwidth, so that they leave the
+ *	guest its CPUs; 0 for no limit.  Copies before guest or VMM writes
+ *	are not limited: a write waits for them.
  * @resv: must be zero.
  */
 struct wtsnap_params {
@@ -491,7 +495,8 @@ struct wtsnap_params {
 	unsigned int ring_entries;
 	unsigned int nr_eager;
 	const struct wtsnap_range *eager;
-	uint64_t resv[4];
+	uint64_t max_bandwidth;
+	uint64_t resv[3];
 };
 
 /**
