@@ -7,11 +7,18 @@
  * mechanism) and stop-the-world.
  *
  *   wtsnap-demo [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file]
- *               [-c] [-L MiB] [-B] [-q]
+ *               [-c] [-n runs] [-L MiB] [-B] [-W MiB:N] [-r MiB/s] [-q]
  *
- * -c runs every backend on a fresh VM each and prints a table; -L adds
- * two ring snapshots back to back, of a VM of -m MiB and of one with
- * that much memory, to compare their pauses.  -B has the vCPUs receive
+ * The vCPUs write random pages of all their memory alike, or with
+ * -W MiB:N a working set: each writes MiB of its memory, and one write in
+ * N goes anywhere in it.  -c runs every backend on a fresh VM each and
+ * prints a table, for -W's working set and then all pages alike.  -L adds
+ * two ring snapshots back to back, of a VM of -m MiB and of one with that
+ * much memory, to compare their pauses.  -n repeats each and keeps the
+ * run whose lost write rate, or pause ratio, is the median: software
+ * emulation makes one run noisy.  -r limits the background copy's
+ * bandwidth (a copier running flat out takes CPU time from the guest when
+ * the two share CPUs).  -B has the vCPUs receive
  * VMware backdoor messages too (REP INSB from port 0x5659), and pauses
  * them inside one (Documentation/vmware.rst).
  */
@@ -30,6 +37,8 @@ struct opts {
 	unsigned int nr_vcpus;
 	uint64_t mem_mib;
 	uint64_t large_mib;
+	uint64_t max_mib_s;		/* -r: the copiers' limit, MiB/s */
+	unsigned int runs;		/* -n: of each compared snapshot */
 	int backend;
 	bool compare;
 	bool quiet;
@@ -37,8 +46,15 @@ struct opts {
 	const char *path;
 };
 
+/* What the guest writes: snapvm_config's hot_pages and cold_every. */
+struct workload {
+	const char *name;
+	uint32_t hot_pages, cold_every;
+};
+
 struct result {
 	int backend;
+	const struct workload *load;
 	uint64_t mem_mib;
 	struct wtsnap_progress sum;
 	double rate_before;	/* guest writes per second, undisturbed */
@@ -111,9 +127,11 @@ static int open_file(const char *path)
 }
 
 static void snapshot(struct snapvm *v, struct result *res, int fd,
-		     const struct opts *o)
+		     const struct opts *o, uint64_t max_mib_s)
 {
-	struct wtsnap_params p = { .backend = res->backend };
+	struct wtsnap_params p = {
+		.backend = res->backend, .max_bandwidth = max_mib_s << 20,
+	};
 	struct wtsnap_vm_region regions[SNAPVM_MAX_REGIONS];
 	struct wtsnap_vm vm;
 	struct wtsnap *s;
@@ -142,12 +160,12 @@ static void print_summary(const struct result *res)
 {
 	const struct wtsnap_progress *s = &res->sum;
 
-	printf("  %s, %lu MiB: paused %.2f ms (state %.2f ms, write-protect %.2f ms),"
+	printf("  %s, %s, %lu MiB: paused %.2f ms (state %.2f ms, write-protect %.2f ms),"
 	       " snapshot %.1f ms, %lu MiB written\n"
 	       "    pages: %lu by the copier, %lu before a guest write, %lu in the pause;"
 	       " %lu write events\n"
 	       "    guest writes/s: %.0f before, %.0f during, %.0f after\n",
-	       backend_names[res->backend], res->mem_mib, s->pause_ns / 1e6,
+	       backend_names[res->backend], res->load->name, res->mem_mib, s->pause_ns / 1e6,
 	       s->state_ns / 1e6, s->protect_ns / 1e6, s->elapsed_ns / 1e6,
 	       s->nr_pages * WTSNAP_PAGE_SIZE >> 20, s->by_copier, s->by_write,
 	       s->eager, s->events, res->rate_before, res->rate_during,
@@ -166,28 +184,36 @@ static void restore(const struct snapvm_config *cfg, int fd, struct result *res)
 	printf("    restored into a fresh VM: the guest's checksums agree\n");
 }
 
-static void run(const struct opts *o, int backend, uint64_t mem_mib,
-		bool do_restore, struct result *res)
+#define MAX_RUNS	9
+
+/* run()'s flags */
+#define RUN_RESTORE	(1U << 0)	/* restore the snapshot and check it */
+#define RUN_LIMITED	(1U << 1)	/* copy under -r's limit */
+
+static void run(const struct opts *o, const struct workload *load, int backend,
+		uint64_t mem_mib, unsigned int flags, struct result *res)
 {
 	struct snapvm_config cfg = {
 		.nr_vcpus = o->nr_vcpus, .mem_mib = mem_mib, .pvclock = true,
-		.backdoor = o->backdoor,
+		.backdoor = o->backdoor, .hot_pages = load->hot_pages,
+		.cold_every = load->cold_every,
 	};
 	struct snapvm *v = snapvm_create(&cfg);
 	int fd = open_file(o->path);
 
-	*res = (struct result){ .backend = backend, .mem_mib = mem_mib };
+	*res = (struct result){ .backend = backend, .load = load, .mem_mib = mem_mib };
 	snapvm_start(v);
 	snapvm_wait_checks(v, 1);
-	res->rate_before = write_rate(v, 0.5);
-	snapshot(v, res, fd, o);
+	write_rate(v, 0.5);		/* warming up: TCG translates the code */
+	res->rate_before = write_rate(v, 1);
+	snapshot(v, res, fd, o, flags & RUN_LIMITED ? o->max_mib_s : 0);
 	if (o->backdoor)
 		printf("    vCPUs paused inside a VMware backdoor message so far: %lu\n",
 		       snapvm_midway_pauses(v));
 	res->rate_after = write_rate(v, 0.5);
 	snapvm_free(v);
 	print_summary(res);
-	if (do_restore)
+	if (flags & RUN_RESTORE)
 		restore(&cfg, fd, res);
 	close(fd);
 	unlink(o->path);
@@ -199,25 +225,95 @@ static double lost(const struct result *r)
 	return 1 - r->rate_during / r->rate_before;
 }
 
+/*
+ * The guest's work the snapshot cost, in seconds of undisturbed running:
+ * a share of the rate alone would favour a copier that goes slowly.
+ */
+static double lost_seconds(const struct result *r)
+{
+	return lost(r) * r->sum.elapsed_ns / 1e9;
+}
+
+static int cmp_lost(const void *a, const void *b)
+{
+	double x = lost(a), y = lost(b);
+
+	return x < y ? -1 : x > y;
+}
+
+/* -n runs of one backend on fresh VMs: the median one, by lost share. */
+static struct result compare_runs(const struct opts *o, const struct workload *load,
+				  int backend)
+{
+	struct result runs[MAX_RUNS];
+
+	for (unsigned int i = 0; i < o->runs; i++)
+		run(o, load, backend, o->mem_mib,
+		    RUN_LIMITED | (i ? 0 : RUN_RESTORE), &runs[i]);
+	qsort(runs, o->runs, sizeof(runs[0]), cmp_lost);
+	return runs[o->runs / 2];
+}
+
+static double pause_ratio(const struct result pair[2])
+{
+	return (double)pair[1].sum.pause_ns / pair[0].sum.pause_ns;
+}
+
+static int cmp_pause_ratio(const void *a, const void *b)
+{
+	double x = pause_ratio(a), y = pause_ratio(b);
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Pause against size: -n pairs of ring snapshots, of -m MiB and of -L
+ * MiB back to back, both warm; the pair whose ratio is the median.  All
+ * pages alike: the guest waits for most of them, so the copy ends sooner.
+ */
+static void compare_pauses(const struct opts *o, const struct workload *load,
+			   struct result median[2])
+{
+	struct result pairs[MAX_RUNS][2];
+
+	for (unsigned int i = 0; i < o->runs; i++) {
+		run(o, load, WTSNAP_BACKEND_RING, o->mem_mib, 0, &pairs[i][0]);
+		run(o, load, WTSNAP_BACKEND_RING, o->large_mib, 0, &pairs[i][1]);
+	}
+	qsort(pairs, o->runs, sizeof(pairs[0]), cmp_pause_ratio);
+	memcpy(median, pairs[o->runs / 2], sizeof(pairs[0]));
+}
+
+static const struct result *find(const struct result *r, unsigned int n,
+				  const struct workload *load, int backend)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (r[i].load == load && r[i].backend == backend)
+			return &r[i];
+	return NULL;
+}
+
 static void print_table(const struct result *r, unsigned int n)
 {
-	const struct result *ring = NULL, *uffd = NULL;
-
-	printf("\n  %-16s %6s %10s %12s %16s %10s\n", "backend", "MiB", "pause ms",
-	       "snapshot ms", "guest writes/s", "lost");
-	for (unsigned int i = 0; i < n; i++) {
-		printf("  %-16s %6lu %10.2f %12.1f %16.0f %9.1f%%\n",
-		       backend_names[r[i].backend], r[i].mem_mib,
+	printf("\n  %-16s %-11s %5s %9s %12s %15s %7s %7s\n", "backend", "workload",
+	       "MiB", "pause ms", "snapshot ms", "guest writes/s", "lost", "lost s");
+	for (unsigned int i = 0; i < n; i++)
+		printf("  %-16s %-11s %5lu %9.2f %12.1f %15.0f %6.1f%% %7.2f\n",
+		       backend_names[r[i].backend], r[i].load->name, r[i].mem_mib,
 		       r[i].sum.pause_ns / 1e6, r[i].sum.elapsed_ns / 1e6,
-		       r[i].rate_during, 100 * lost(&r[i]));
-		if (r[i].backend == WTSNAP_BACKEND_RING && !ring)
-			ring = &r[i];
-		if (r[i].backend == WTSNAP_BACKEND_UFFD)
-			uffd = &r[i];
+		       r[i].rate_during, 100 * lost(&r[i]), lost_seconds(&r[i]));
+	for (unsigned int i = 0; i < n; i++) {
+		const struct result *ring = &r[i], *uffd;
+
+		if (ring->backend != WTSNAP_BACKEND_RING ||
+		    find(r, i, ring->load, WTSNAP_BACKEND_RING) ||
+		    !(uffd = find(r, n, ring->load, WTSNAP_BACKEND_UFFD)))
+			continue;
+		printf("\n  guest throughput lost, ring vs userfaultfd-wp, %s: %.2fx of the rate,"
+		       " %.2fx of the work", ring->load->name, lost(ring) / lost(uffd),
+		       lost_seconds(ring) / lost_seconds(uffd));
 	}
-	if (ring && uffd)
-		printf("\n  guest throughput lost, ring vs userfaultfd-wp: %.2fx\n",
-		       lost(ring) / lost(uffd));
+	printf("\n");
 }
 
 static int parse_backend(const char *s)
@@ -229,21 +325,38 @@ static int parse_backend(const char *s)
 	return -1;
 }
 
+/* -W MiB:N: each vCPU writes MiB of its memory, and 1 write in N anywhere. */
+static void parse_working_set(const char *arg, struct workload *load)
+{
+	char *end;
+	uint64_t mib = strtoull(arg, &end, 0);
+
+	if (*end != ':' || !mib || mib > 1024 ||
+	    !(load->cold_every = strtoul(end + 1, &end, 0)) || *end)
+		TEST_FAIL("-W wants MiB:N, e.g. 4:1000");
+	load->hot_pages = (mib << 20) / 4096;
+	load->name = "working set";
+}
+
 static void usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file] [-c] [-L MiB] [-B] [-q]\n",
+	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file] [-c] [-n runs] [-L MiB] [-B] [-W MiB:N] [-r MiB/s] [-q]\n",
 		prog);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .nr_vcpus = 2, .mem_mib = 128, .path = "/tmp/wtsnap-demo.snap" };
-	struct result res[ARRAY_SIZE(compare_order) + 2];
-	unsigned int n = 0;
+	struct opts o = {
+		.nr_vcpus = 2, .mem_mib = 128, .runs = 1, .path = "/tmp/wtsnap-demo.snap",
+	};
+	/* -W's working set, then all pages alike: loads[first] to [end - 1]. */
+	struct workload loads[2] = { { .name = "working set" }, { .name = "all pages" } };
+	struct result res[2 * ARRAY_SIZE(compare_order) + 2];
+	unsigned int n = 0, first = 1, end = 2;
 	int c;
 
-	while ((c = getopt(argc, argv, "v:m:b:o:cL:Bq")) != -1) {
+	while ((c = getopt(argc, argv, "v:m:b:o:cn:L:BW:r:q")) != -1) {
 		switch (c) {
 		case 'v': o.nr_vcpus = atoi(optarg); break;
 		case 'm': o.mem_mib = strtoull(optarg, NULL, 0); break;
@@ -253,28 +366,40 @@ int main(int argc, char **argv)
 		case 'L': o.large_mib = strtoull(optarg, NULL, 0); break;
 		case 'q': o.quiet = true; break;
 		case 'B': o.backdoor = true; break;
+		case 'n': o.runs = atoi(optarg); break;
+		case 'r': o.max_mib_s = strtoull(optarg, NULL, 0); break;
+		case 'W': parse_working_set(optarg, &loads[0]); first = 0; break;
 		default: usage(argv[0]);
 		}
 	}
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!o.runs || o.runs > MAX_RUNS)
+		TEST_FAIL("-n: 1 to %d runs", MAX_RUNS);
+	if (!o.compare)
+		end = first + 1;
 	printf("lazy snapshot of a running VM: %u vCPUs writing %lu MiB\n",
 	       o.nr_vcpus, o.mem_mib);
-	for (size_t i = 0; i < ARRAY_SIZE(compare_order); i++) {
-		if (!o.compare && compare_order[i] != o.backend)
-			continue;
-		run(&o, compare_order[i], o.mem_mib, true, &res[n++]);
-	}
-	/* Pause against size: the same backend, back to back, both warm. */
+	if (!first)
+		printf("  working set: each vCPU writes %u MiB of its memory, 1 write in %u anywhere\n",
+		       loads[0].hot_pages >> 8, loads[0].cold_every);
+	if (o.max_mib_s)
+		printf("  background copy limited to %lu MiB/s\n", o.max_mib_s);
+	for (unsigned int l = first; l < end; l++)
+		for (size_t i = 0; i < ARRAY_SIZE(compare_order); i++)
+			if (o.compare || compare_order[i] == o.backend)
+				res[n++] = compare_runs(&o, &loads[l], compare_order[i]);
 	if (o.large_mib) {
-		run(&o, WTSNAP_BACKEND_RING, o.mem_mib, false, &res[n++]);
-		run(&o, WTSNAP_BACKEND_RING, o.large_mib, false, &res[n++]);
+		compare_pauses(&o, &loads[1], &res[n]);
+		n += 2;
 	}
 	if (n > 1)
 		print_table(res, n);
+	if (n > 1 && o.runs > 1)
+		printf("  (each row: the median of %u runs, by lost share or by pause ratio)\n",
+		       o.runs);
 	if (o.large_mib)
 		printf("\n  pause, %lu MiB vs %lu MiB (ring, back to back): %.2fx\n",
-		       o.large_mib, o.mem_mib,
-		       (double)res[n - 1].sum.pause_ns / res[n - 2].sum.pause_ns);
+		       o.large_mib, o.mem_mib, pause_ratio(&res[n - 2]));
 	return 0;
 }
