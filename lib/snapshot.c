@@ -72,7 +72,7 @@ struct wtsnap {
 	unsigned int nr_copiers;
 	pthread_t consumer;
 	bool consumer_running;
-	pthread_mutex_t ring_lock;	/* the ring has one consumer at a time */
+	pthread_mutex_t ring_lock;	/* drain_ring_locked()'s */
 	int stop_fd;			/* eventfd: the consumer's stop */
 };
 
@@ -288,11 +288,15 @@ static int drain_ring(struct wtsnap *s)
 	return n;
 }
 
-static int locked_drain_ring(struct wtsnap *s)
+/* The ring has one consumer at a time: copiers only try (!@wait). */
+static int drain_ring_locked(struct wtsnap *s, bool wait)
 {
 	int n;
 
-	pthread_mutex_lock(&s->ring_lock);
+	if (wait)
+		pthread_mutex_lock(&s->ring_lock);
+	else if (pthread_mutex_trylock(&s->ring_lock))
+		return 0;
 	n = drain_ring(s);
 	pthread_mutex_unlock(&s->ring_lock);
 	return n;
@@ -344,7 +348,7 @@ static void *consumer_main(void *arg)
 	};
 
 	for (;;) {
-		if ((uffd ? drain_uffd(s) : locked_drain_ring(s)) > 0)
+		if ((uffd ? drain_uffd(s) : drain_ring_locked(s, true)) > 0)
 			continue;
 		if (pfd[1].revents)
 			break;
@@ -361,13 +365,10 @@ static void *consumer_main(void *arg)
  */
 static void serve_reports(struct wtsnap *s)
 {
-	if (s->uffd >= 0) {
+	if (s->uffd >= 0)
 		drain_uffd(s);
-	} else if (s->p.backend == WTSNAP_BACKEND_RING &&
-		   !pthread_mutex_trylock(&s->ring_lock)) {
-		drain_ring(s);
-		pthread_mutex_unlock(&s->ring_lock);
-	}
+	else if (s->p.backend == WTSNAP_BACKEND_RING)
+		drain_ring_locked(s, false);
 }
 
 /* ---- Background copiers ---- */
