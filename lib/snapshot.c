@@ -11,7 +11,7 @@
  * on a page before its old contents are in the file.
  *
  * The pages KVM writes itself are reported only after they landed, so
- * they are copied during the pause and never protected: the pages its
+ * they are copied during the pause and left unprotected: the pages its
  * vCPU state names (kvmclock, steal time, PV EOI, async #PF, Hyper-V
  * pages, the nested guest's VMCB/VMCS, TSS and GDT) and the guest's page
  * tables, whose accessed and dirty bits KVM sets under shadow paging.
@@ -59,6 +59,10 @@ struct wtsnap {
 
 	/* The running snapshot. */
 	bool active;
+	bool early;			/* protected, the vCPUs not paused yet */
+	pthread_mutex_t fixup_lock;
+	uint64_t *fixups;		/* pages whose protection the pause sets */
+	size_t nr_fixups, fixups_cap;
 	struct wtsnap_file *file;
 	uint8_t *state;			/* per page: UNTOUCHED, COPYING, COPIED */
 	uint64_t next_chunk;
@@ -227,6 +231,113 @@ static int uffd_register_all(struct wtsnap *s, bool reg)
 	return r;
 }
 
+/*
+ * ---- Early protection (kvm-wtrack backends) ----
+ *
+ * Protecting all of guest memory costs time in proportion to its size,
+ * so it is done before the pause, with the vCPUs running.  A write in
+ * between is older than the snapshot: its page is unprotected with
+ * nothing copied and noted, as are the pages the pause copies itself;
+ * the pause then gives only the noted pages the protection their state
+ * asks for.
+ */
+
+static bool protects_early(const struct wtsnap *s)
+{
+	return s->wt;
+}
+
+static int note_fixup(struct wtsnap *s, uint64_t idx)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&s->fixup_lock);
+	if (s->nr_fixups == s->fixups_cap) {
+		size_t cap = s->fixups_cap ? 2 * s->fixups_cap : 256;
+		uint64_t *f = realloc(s->fixups, cap * sizeof(*f));
+
+		if (f) {
+			s->fixups = f;
+			s->fixups_cap = cap;
+		}
+	}
+	if (s->nr_fixups < s->fixups_cap)
+		s->fixups[s->nr_fixups++] = idx;
+	else
+		r = -ENOMEM;
+	pthread_mutex_unlock(&s->fixup_lock);
+	return r;
+}
+
+/* Note the guest pages of [@gpa, @gpa + @size). */
+static int note_fixups(struct wtsnap *s, uint64_t gpa, uint64_t size)
+{
+	uint64_t end = gpa + size;
+	int r = 0;
+
+	if (!protects_early(s))
+		return 0;
+	for (gpa &= ~(PAGE - 1); gpa < end && !r; gpa += PAGE) {
+		const struct region *reg = find_region(s, gpa);
+
+		if (reg)
+			r = note_fixup(s, gpa_index(reg, gpa));
+	}
+	return r;
+}
+
+static int cmp_index(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sort the noted pages and drop repeats; how many are left. */
+static size_t sort_fixups(struct wtsnap *s)
+{
+	uint64_t *f = s->fixups;
+	size_t n = 0;
+
+	qsort(f, s->nr_fixups, sizeof(*f), cmp_index);
+	for (size_t i = 0; i < s->nr_fixups; i++)
+		if (!n || f[i] != f[n - 1])
+			f[n++] = f[i];
+	return n;
+}
+
+/* Whether page @idx must be protected when the vCPUs run again. */
+static bool needs_protection(struct wtsnap *s, uint64_t idx)
+{
+	/* A page the VMM's hook is copying is protected until it is done. */
+	return __atomic_load_n(&s->state[idx], __ATOMIC_ACQUIRE) != COPIED;
+}
+
+/*
+ * With the vCPUs paused: protect again the noted pages not copied, and
+ * unprotect the copied ones, in runs of neighbours that need the same.
+ */
+static int fix_protection(struct wtsnap *s)
+{
+	const uint64_t *f = s->fixups;
+	size_t n = sort_fixups(s);
+
+	for (size_t i = 0, j; i < n; i = j) {
+		const struct region *r = index_region(s, f[i]);
+		uint64_t end = r->first + r->vm.size / PAGE;
+		bool wp = needs_protection(s, f[i]);
+		int err;
+
+		for (j = i + 1; j < n && f[j] == f[j - 1] + 1 && f[j] < end &&
+		     needs_protection(s, f[j]) == wp; j++)
+			;
+		err = protect_run(s, r, f[i], j - i, wp);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 /* ---- Guest writes ---- */
 
 static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
@@ -248,6 +359,9 @@ static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
 static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
 {
 	count(s, C_EVENTS, 1);
+	/* Before the pause, KVM's own writes unprotect their page too. */
+	if (__atomic_load_n(&s->early, __ATOMIC_ACQUIRE))
+		return note_fixups(s, ev->gpa, ev->size);
 	if (ev->flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED) {
 		if (range_copied(s, ev->gpa, ev->size))
 			return 0;
@@ -497,10 +611,12 @@ WT_API int wtsnap_before_write(struct wtsnap *s, uint64_t gpa, uint64_t size)
 
 /* ---- Pages KVM writes itself ---- */
 
-/* Copy the pages of [@gpa, @gpa + @size) now; they stay unprotected. */
+/* Copy the pages of [@gpa, @gpa + @size) now; the pause unprotects them. */
 static int copy_eager(struct wtsnap *s, uint64_t gpa, uint64_t size)
 {
-	return size ? copy_range(s, gpa, size, C_EAGER) : 0;
+	if (!size)
+		return 0;
+	return copy_range(s, gpa, size, C_EAGER) ?: note_fixups(s, gpa, size);
 }
 
 /* An MSR that holds a guest-physical address with an enable bit 0. */
@@ -652,17 +768,26 @@ static void unprotect_all(struct wtsnap *s)
 	}
 }
 
+static int start_consumer(struct wtsnap *s)
+{
+	int r;
+
+	if (s->consumer_running || (s->p.backend != WTSNAP_BACKEND_RING &&
+				    s->p.backend != WTSNAP_BACKEND_UFFD))
+		return 0;
+	r = -pthread_create(&s->consumer, NULL, consumer_main, s);
+	s->consumer_running = !r;
+	return r;
+}
+
 static int start_threads(struct wtsnap *s)
 {
 	int r;
 
 	s->copiers_ns = now_ns();
-	if (s->p.backend == WTSNAP_BACKEND_RING || s->p.backend == WTSNAP_BACKEND_UFFD) {
-		r = -pthread_create(&s->consumer, NULL, consumer_main, s);
-		if (r)
-			return r;
-		s->consumer_running = true;
-	}
+	r = start_consumer(s);
+	if (r)
+		return r;
 	for (; s->nr_copiers < s->p.copiers; s->nr_copiers++) {
 		r = -pthread_create(&s->copiers[s->nr_copiers], NULL, copier_main, s);
 		if (r)
@@ -717,19 +842,70 @@ static int begin(struct wtsnap *s, int fd)
 	memset(s->state, UNTOUCHED, s->nr_pages);
 	memset(s->counters, 0, sizeof(s->counters));
 	s->next_chunk = s->copied = 0;
+	s->nr_fixups = 0;
 	s->error = 0;
-	s->end_ns = s->state_ns = s->protect_ns = 0;
-	/* From here on, the VMM's writes are copied first, pause included. */
-	__atomic_store_n(&s->active, true, __ATOMIC_RELEASE);
+	s->end_ns = s->state_ns = s->protect_ns = s->pause_ns = 0;
 	return 0;
+}
+
+/* Leave nothing protected after a failed start. */
+static void undo_protection(struct wtsnap *s)
+{
+	if (protects_early(s) || s->uffd_registered)
+		unprotect_all(s);
+	uffd_register_all(s, false);
+	__atomic_store_n(&s->early, false, __ATOMIC_RELEASE);
+}
+
+/* Protect all guest memory, the vCPUs running; the consumer serves them. */
+static int protect_early(struct wtsnap *s)
+{
+	int r;
+
+	if (!protects_early(s))
+		return 0;
+	__atomic_store_n(&s->early, true, __ATOMIC_RELEASE);
+	r = start_consumer(s);
+	for (unsigned int i = 0; i < s->vm.nr_regions && !r; i++)
+		r = protect_run(s, &s->regions[i], s->regions[i].first,
+				s->regions[i].vm.size / PAGE, true);
+	if (r)
+		undo_protection(s);
+	return r;
+}
+
+/*
+ * The vCPUs are paused: the ring's events left from before are the last
+ * early ones.  Under the ring's lock, so that no drain sees the switch
+ * halfway through.
+ */
+static void end_early(struct wtsnap *s)
+{
+	bool ring = s->p.backend == WTSNAP_BACKEND_RING;
+
+	if (ring) {
+		pthread_mutex_lock(&s->ring_lock);
+		while (drain_ring(s) > 0)
+			;
+	}
+	__atomic_store_n(&s->early, false, __ATOMIC_RELEASE);
+	if (ring)
+		pthread_mutex_unlock(&s->ring_lock);
 }
 
 /* With the vCPUs paused: state, KVM's pages, then the protection. */
 static int paused_work(struct wtsnap *s)
 {
-	uint64_t t0 = now_ns();
-	int r = save_state(s);
+	uint64_t t0;
+	int r;
 
+	/* From here on, the VMM's writes are copied first, pause included. */
+	__atomic_store_n(&s->active, true, __ATOMIC_RELEASE);
+	t0 = now_ns();
+	end_early(s);
+	s->protect_ns = now_ns() - t0;
+	t0 = now_ns();
+	r = save_state(s);
 	s->state_ns = now_ns() - t0;
 	if (r || !tracking(s)) {
 		if (!r)
@@ -737,11 +913,47 @@ static int paused_work(struct wtsnap *s)
 		return r ?: s->error;
 	}
 	t0 = now_ns();
-	r = uffd_register_all(s, true) ?: protect_rest(s);
-	s->protect_ns = now_ns() - t0;
+	if (protects_early(s))
+		r = fix_protection(s);
+	else
+		r = uffd_register_all(s, true) ?: protect_rest(s);
+	s->protect_ns += now_ns() - t0;
+	return r ?: s->error;
+}
+
+/*
+ * Take the snapshot's instant: pause, save, protect, start the copiers,
+ * resume.  A failure leaves nothing protected for the vCPUs to wait on.
+ */
+static int pause_and_start(struct wtsnap *s)
+{
+	uint64_t t0 = now_ns();
+	int r = s->vm.pause(s->vm.opaque);
+
+	if (r) {
+		undo_protection(s);
+		return r;
+	}
+	r = paused_work(s);
+	/* Copiers and the consumer run before any vCPU does. */
+	r = r ?: start_threads(s);
 	if (r)
-		unprotect_all(s);
+		undo_protection(s);
+	s->pause_ns = now_ns() - t0;
+	s->vm.resume(s->vm.opaque);
 	return r;
+}
+
+/* The rest of a failed start, the vCPUs running. */
+static void abort_start(struct wtsnap *s)
+{
+	__atomic_store_n(&s->active, false, __ATOMIC_RELEASE);
+	stop_consumer(s);
+	for (unsigned int i = 0; i < s->nr_copiers; i++)
+		pthread_join(s->copiers[i], NULL);
+	s->nr_copiers = 0;
+	wtsnap_file_close(s->file);
+	s->file = NULL;
 }
 
 WT_API int wtsnap_start(struct wtsnap *s, int fd)
@@ -756,28 +968,9 @@ WT_API int wtsnap_start(struct wtsnap *s, int fd)
 	if (r)
 		return r;
 	s->start_ns = now_ns();
-	r = s->vm.pause(s->vm.opaque);
-	if (!r) {
-		r = paused_work(s);
-		/* Copiers and the consumer run before any vCPU does. */
-		if (!r)
-			r = start_threads(s);
-		if (r && tracking(s)) {
-			unprotect_all(s);
-			uffd_register_all(s, false);
-		}
-		s->pause_ns = now_ns() - s->start_ns;
-		s->vm.resume(s->vm.opaque);
-	}
-	if (r) {
-		__atomic_store_n(&s->active, false, __ATOMIC_RELEASE);
-		stop_consumer(s);
-		for (unsigned int i = 0; i < s->nr_copiers; i++)
-			pthread_join(s->copiers[i], NULL);
-		s->nr_copiers = 0;
-		wtsnap_file_close(s->file);
-		s->file = NULL;
-	}
+	r = protect_early(s) ?: pause_and_start(s);
+	if (r)
+		abort_start(s);
 	return r;
 }
 
@@ -949,6 +1142,7 @@ WT_API int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p
 		return -ENOMEM;
 	s->stop_fd = s->uffd = -1;
 	pthread_mutex_init(&s->ring_lock, NULL);
+	pthread_mutex_init(&s->fixup_lock, NULL);
 	r = setup(s, vm, p);
 	if (r) {
 		wtsnap_close(s);
@@ -978,5 +1172,7 @@ WT_API void wtsnap_close(struct wtsnap *s)
 	free(s->regions);
 	free(s->vcpu_fds);
 	pthread_mutex_destroy(&s->ring_lock);
+	pthread_mutex_destroy(&s->fixup_lock);
+	free(s->fixups);
 	free(s);
 }

@@ -482,7 +482,7 @@ struct wtsnap_vm {
  * @nr_eager: how many ranges @eager holds.
  * @eager: guest memory that KVM writes on its own and that the engine
  *	cannot find in the vCPUs' state (e.g. a Xen shared info page): it is
- *	copied during the pause and never protected.
+ *	copied during the pause and left unprotected.
  * @max_bandwidth: bytes per second the background copiers together copy
  *	at most, as QEMU's migration max-bandwidth, so that they leave the
  *	guest its CPUs; 0 for no limit.  Copies before guest or VMM writes
@@ -513,8 +513,11 @@ struct wtsnap_params {
  *	is not exact and wtsnap_finish() fails.
  * @pause_ns: how long the vCPUs were paused, the pause callback included.
  * @state_ns: of which saving the state and copying the pages KVM writes.
- * @protect_ns: of which protecting the rest of guest memory.
- * @elapsed_ns: time since the pause began, or the snapshot's whole
+ * @protect_ns: of which setting the protection of guest memory: with
+ *	userfaultfd, of every page not copied; with kvm-wtrack, which protects
+ *	it all before the pause, handling the writes made before the pause and
+ *	protecting their pages again, and unprotecting those copied in it.
+ * @elapsed_ns: time since wtsnap_start() began, or the snapshot's whole
  *	duration once it finished.
  * @done: 1 when every page is copied.
  * @error: the first error, a negative errno, or 0.
@@ -559,13 +562,15 @@ int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p,
  * @fd: the snapshot file, open for reading and writing (see
  *	wtsnap_file_create()); the engine works on a duplicate.
  *
- * Pauses the vCPUs, saves their state and the VM's, copies the pages KVM
- * writes behind the tracker's back, write-protects the rest of guest
- * memory in bulk and resumes the vCPUs: the pause is short and does not
- * grow with memory.  Background threads then copy every page and
- * unprotect it; a guest write to a page not yet copied waits until it is.
- * With WTSNAP_BACKEND_EXIT, the VMM's vCPU threads pass every KVM_RUN
- * error exit to wtsnap_handle_exit().
+ * With kvm-wtrack, write-protects all guest memory while the vCPUs run.
+ * Then pauses the vCPUs, saves their state and the VM's, copies the pages
+ * KVM writes behind the tracker's back, protects again the pages written
+ * since (userfaultfd: write-protects guest memory in bulk) and resumes the
+ * vCPUs: the pause is short and does not grow with memory.  Background
+ * threads then copy every page and unprotect it; a guest write to a page
+ * not yet copied waits until it is.  With WTSNAP_BACKEND_EXIT, the VMM's
+ * vCPU threads pass every KVM_RUN error exit to wtsnap_handle_exit(),
+ * from the moment this function is called.
  *
  * Return: 0 once the vCPUs run again; -EBUSY if a snapshot is running;
  * the pause callback's error; another negative errno (the vCPUs are
