@@ -10,9 +10,12 @@
  * and the restored vCPU goes on in L2.  With VMware backdoor messages
  * flowing (REP INSB, which KVM's emulator writes), the pause catches
  * vCPUs inside a message and the restored guest receives the rest of it
- * intact.  The VMM's own writes through the hook do not reach the
- * snapshot either; bad input gets an errno.
+ * intact.  When the pause comes late, the pages the guest wrote since
+ * kvm-wtrack protected memory are protected again in it.  The VMM's own
+ * writes through the hook do not reach the snapshot either; bad input
+ * gets an errno.
  */
+#include <unistd.h>
 #include <sys/mman.h>
 
 #include "kvm_util.h"
@@ -38,6 +41,7 @@ FIXTURE_VARIANT(snapshot) {
 	bool backdoor;
 	bool working_set;
 	unsigned int max_mib_s;		/* the copiers' bandwidth limit */
+	bool late_pause;		/* the guest writes on before it */
 };
 
 #define SNAPSHOT_VARIANT(name, b, n, pv, l2, bd)			\
@@ -78,6 +82,23 @@ LIMITED_VARIANT(uffd_2vcpus_working_set, UFFD, true, 0);
 LIMITED_VARIANT(ring_2vcpus_limited, RING, true, 8);
 LIMITED_VARIANT(uffd_2vcpus_limited, UFFD, false, 8);
 
+/*
+ * A VMM whose pause takes a while: between kvm-wtrack's protection of all
+ * memory and the pause, the guest writes its working set, which the pause
+ * must protect again, and it writes it again right after the pause.
+ */
+#define LATE_PAUSE_VARIANT(name, b)					\
+	FIXTURE_VARIANT_ADD(snapshot, name) {				\
+		.backend = WTSNAP_BACKEND_##b, .nr_vcpus = 2,		\
+		.working_set = true, .late_pause = true,		\
+	}
+
+LATE_PAUSE_VARIANT(ring_2vcpus_late_pause, RING);
+LATE_PAUSE_VARIANT(exit_2vcpus_late_pause, EXIT);
+
+/* Enough for 2 vCPUs to write nearly all of their 64 hot pages each. */
+#define LATE_WRITES	1024
+
 static struct snapvm_config config(const FIXTURE_VARIANT(snapshot) *variant)
 {
 	return (struct snapvm_config) {
@@ -89,6 +110,16 @@ static struct snapvm_config config(const FIXTURE_VARIANT(snapshot) *variant)
 		.hot_pages = variant->working_set ? 64 : 0,
 		.cold_every = 64,
 	};
+}
+
+static int late_pause(void *opaque)
+{
+	struct snapvm *v = opaque;
+	uint64_t writes = snapvm_writes(v);
+
+	while (snapvm_writes(v) < writes + LATE_WRITES)
+		usleep(1000);
+	return snapvm_pause(v);
 }
 
 static void take_reference(void *arg)
@@ -227,6 +258,8 @@ TEST_F_TIMEOUT(snapshot, copy_restore, 120)
 	uint64_t writes;
 
 	snapvm_describe(self->vm, &vm, regions);
+	if (variant->late_pause)
+		vm.pause = late_pause;
 	ASSERT_EQ(0, wtsnap_open(&vm, &p, &s));
 	snapvm_set_engine(self->vm, s);
 	ASSERT_EQ(0, wtsnap_start(s, self->fd));
