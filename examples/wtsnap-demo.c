@@ -7,7 +7,8 @@
  * mechanism) and stop-the-world.
  *
  *   wtsnap-demo [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file]
- *               [-c] [-n runs] [-L MiB] [-B] [-W MiB:N] [-r MiB/s] [-q]
+ *               [-c] [-n runs] [-L MiB] [-p pairs] [-B] [-W MiB:N]
+ *               [-r MiB/s] [-q]
  *
  * The vCPUs write random pages of all their memory alike, or with
  * -W MiB:N a working set: each writes MiB of its memory, and one write in
@@ -16,7 +17,8 @@
  * two ring snapshots back to back, of a VM of -m MiB and of one with that
  * much memory, to compare their pauses.  -n repeats each and keeps the
  * run whose lost write rate, or pause ratio, is the median: software
- * emulation makes one run noisy.  -r limits the background copy's
+ * emulation makes one run noisy; -p sets how many pairs -L takes
+ * instead (a pause of a few milliseconds varies by half).  -r limits the background copy's
  * bandwidth (a copier running flat out takes CPU time from the guest when
  * the two share CPUs).  -B has the vCPUs receive
  * VMware backdoor messages too (REP INSB from port 0x5659), and pauses
@@ -39,6 +41,7 @@ struct opts {
 	uint64_t large_mib;
 	uint64_t max_mib_s;		/* -r: the copiers' limit, MiB/s */
 	unsigned int runs;		/* -n: of each compared snapshot */
+	unsigned int pairs;		/* -p: of -L's snapshots */
 	int backend;
 	bool compare;
 	bool quiet;
@@ -266,22 +269,50 @@ static int cmp_pause_ratio(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The median pause of the pairs' snapshots of one size (@which: 0 or 1). */
+static double median_pause_ms(struct result pairs[][2], unsigned int n,
+			      unsigned int which)
+{
+	uint64_t ns[MAX_RUNS];
+
+	for (unsigned int i = 0; i < n; i++)
+		ns[i] = pairs[i][which].sum.pause_ns;
+	qsort(ns, n, sizeof(ns[0]), cmp_u64);
+	return ns[n / 2] / 1e6;
+}
+
 /*
  * Pause against size: -n pairs of ring snapshots, of -m MiB and of -L
  * MiB back to back, both warm; the pair whose ratio is the median.  All
  * pages alike: the guest waits for most of them, so the copy ends sooner.
+ * Prints the pairs' ratios and each size's median pause too: a pause of
+ * a few milliseconds varies by half under software emulation.
  */
 static void compare_pauses(const struct opts *o, const struct workload *load,
 			   struct result median[2])
 {
 	struct result pairs[MAX_RUNS][2];
+	unsigned int n = o->pairs;
+	double small, large;
 
-	for (unsigned int i = 0; i < o->runs; i++) {
+	for (unsigned int i = 0; i < n; i++) {
 		run(o, load, WTSNAP_BACKEND_RING, o->mem_mib, 0, &pairs[i][0]);
 		run(o, load, WTSNAP_BACKEND_RING, o->large_mib, 0, &pairs[i][1]);
 	}
-	qsort(pairs, o->runs, sizeof(pairs[0]), cmp_pause_ratio);
-	memcpy(median, pairs[o->runs / 2], sizeof(pairs[0]));
+	qsort(pairs, n, sizeof(pairs[0]), cmp_pause_ratio);
+	memcpy(median, pairs[n / 2], sizeof(pairs[0]));
+	small = median_pause_ms(pairs, n, 0);
+	large = median_pause_ms(pairs, n, 1);
+	printf("  pause pairs, %lu MiB vs %lu MiB: %.2fx to %.2fx; median pauses %.2f ms vs %.2f ms: %.2fx\n",
+	       o->large_mib, o->mem_mib, pause_ratio(pairs[0]),
+	       pause_ratio(pairs[n - 1]), large, small, large / small);
 }
 
 static const struct result *find(const struct result *r, unsigned int n,
@@ -340,7 +371,7 @@ static void parse_working_set(const char *arg, struct workload *load)
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file] [-c] [-n runs] [-L MiB] [-B] [-W MiB:N] [-r MiB/s] [-q]\n",
+	fprintf(stderr, "usage: %s [-v vcpus] [-m MiB] [-b ring|exit|uffd|stop] [-o file] [-c] [-n runs] [-L MiB] [-p pairs] [-B] [-W MiB:N] [-r MiB/s] [-q]\n",
 		prog);
 	exit(2);
 }
@@ -356,7 +387,7 @@ int main(int argc, char **argv)
 	unsigned int n = 0, first = 1, end = 2;
 	int c;
 
-	while ((c = getopt(argc, argv, "v:m:b:o:cn:L:BW:r:q")) != -1) {
+	while ((c = getopt(argc, argv, "v:m:b:o:cn:L:p:BW:r:q")) != -1) {
 		switch (c) {
 		case 'v': o.nr_vcpus = atoi(optarg); break;
 		case 'm': o.mem_mib = strtoull(optarg, NULL, 0); break;
@@ -367,6 +398,7 @@ int main(int argc, char **argv)
 		case 'q': o.quiet = true; break;
 		case 'B': o.backdoor = true; break;
 		case 'n': o.runs = atoi(optarg); break;
+		case 'p': o.pairs = atoi(optarg); break;
 		case 'r': o.max_mib_s = strtoull(optarg, NULL, 0); break;
 		case 'W': parse_working_set(optarg, &loads[0]); first = 0; break;
 		default: usage(argv[0]);
@@ -376,6 +408,10 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!o.runs || o.runs > MAX_RUNS)
 		TEST_FAIL("-n: 1 to %d runs", MAX_RUNS);
+	if (!o.pairs)
+		o.pairs = o.runs;
+	if (o.pairs > MAX_RUNS)
+		TEST_FAIL("-p: 1 to %d pairs", MAX_RUNS);
 	if (!o.compare)
 		end = first + 1;
 	printf("lazy snapshot of a running VM: %u vCPUs writing %lu MiB\n",
@@ -396,10 +432,9 @@ int main(int argc, char **argv)
 	if (n > 1)
 		print_table(res, n);
 	if (n > 1 && o.runs > 1)
-		printf("  (each row: the median of %u runs, by lost share or by pause ratio)\n",
-		       o.runs);
+		printf("  (each row: the median of %u runs, by lost share)\n", o.runs);
 	if (o.large_mib)
-		printf("\n  pause, %lu MiB vs %lu MiB (ring, back to back): %.2fx\n",
-		       o.large_mib, o.mem_mib, pause_ratio(&res[n - 2]));
+		printf("\n  pause, %lu MiB vs %lu MiB (ring, back to back): %.2fx, the median of %u pairs (the last two rows)\n",
+		       o.large_mib, o.mem_mib, pause_ratio(&res[n - 2]), o.pairs);
 	return 0;
 }
