@@ -35,6 +35,8 @@
 #define CHUNK_PAGES	512		/* what a copier takes at a time: 2 MiB */
 #define RUN_PAGES	4		/* what it copies between report checks */
 #define BATCH		64		/* events per ring peek */
+#define AHEAD_PAGES	16		/* copied after a page the guest wrote */
+#define NR_HINTS	64		/* written pages waiting for that */
 
 enum { UNTOUCHED, COPYING, COPIED };
 
@@ -77,6 +79,9 @@ struct wtsnap {
 	pthread_t consumer;
 	bool consumer_running;
 	pthread_mutex_t ring_lock;	/* drain_ring_locked()'s */
+	pthread_mutex_t hint_lock;
+	uint64_t hints[NR_HINTS];	/* pages the guest wrote: see hint() */
+	unsigned int nr_hints;
 	int stop_fd;			/* eventfd: the consumer's stop */
 };
 
@@ -194,6 +199,35 @@ static int copy_range(struct wtsnap *s, uint64_t gpa, uint64_t size, int counter
 			r = copy_page(s, gpa_index(reg, gpa), counter);
 	}
 	return r;
+}
+
+/*
+ * Guests write memory in neighbourhoods (a stack, a buffer, a working
+ * set), so a page the guest waited for is a hint: the copiers copy the
+ * pages after it next, and the guest's next writes there find them
+ * copied instead of waiting too.  Every page is copied once either way;
+ * a hint only changes the order.  Hints beyond NR_HINTS are dropped.
+ */
+static void hint(struct wtsnap *s, uint64_t idx)
+{
+	pthread_mutex_lock(&s->hint_lock);
+	if (s->nr_hints < NR_HINTS)
+		s->hints[s->nr_hints++] = idx;
+	pthread_mutex_unlock(&s->hint_lock);
+}
+
+static bool take_hint(struct wtsnap *s, uint64_t *idx)
+{
+	bool got;
+
+	if (!__atomic_load_n(&s->nr_hints, __ATOMIC_RELAXED))
+		return false;
+	pthread_mutex_lock(&s->hint_lock);
+	got = s->nr_hints;
+	if (got)
+		*idx = s->hints[--s->nr_hints];
+	pthread_mutex_unlock(&s->hint_lock);
+	return got;
 }
 
 /* ---- Protection: kvm-wtrack or userfaultfd ---- */
@@ -358,8 +392,14 @@ static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
  */
 static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
 {
+	const struct region *reg;
+	int r;
+
 	count(s, C_EVENTS, 1);
-	/* Before the pause, KVM's own writes unprotect their page too. */
+	/*
+	 * Older than the snapshot: the write may land, and the pause protects
+	 * its page again (one KVM wrote itself was unprotected by KVM).
+	 */
 	if (__atomic_load_n(&s->early, __ATOMIC_ACQUIRE))
 		return note_fixups(s, ev->gpa, ev->size);
 	if (ev->flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED) {
@@ -368,7 +408,11 @@ static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
 		count(s, C_LOST, 1);
 		return -ESTALE;
 	}
-	return copy_range(s, ev->gpa, ev->size, C_WRITE);
+	r = copy_range(s, ev->gpa, ev->size, C_WRITE);
+	reg = find_region(s, ev->gpa);
+	if (!r && reg)
+		hint(s, gpa_index(reg, ev->gpa));
+	return r;
 }
 
 static int consume_batch(struct wtsnap *s)
@@ -420,6 +464,7 @@ static int drain_ring_locked(struct wtsnap *s, bool wait)
 static void handle_uffd_fault(struct wtsnap *s, uint64_t hva)
 {
 	const struct region *r = NULL;
+	uint64_t idx;
 	int err;
 
 	for (unsigned int i = 0; i < s->vm.nr_regions && !r; i++)
@@ -430,9 +475,12 @@ static void handle_uffd_fault(struct wtsnap *s, uint64_t hva)
 		set_error(s, -EFAULT);
 		return;
 	}
-	err = copy_page(s, r->first + (hva - (uintptr_t)r->vm.hva) / PAGE, C_WRITE);
+	idx = r->first + (hva - (uintptr_t)r->vm.hva) / PAGE;
+	err = copy_page(s, idx, C_WRITE);
 	if (err)
 		set_error(s, err);
+	else
+		hint(s, idx);
 	/* Even after an error: no vCPU may wait forever. */
 	err = wts_uffd_wp(s->uffd, (void *)(uintptr_t)hva, PAGE, false);
 	if (err)
@@ -523,6 +571,37 @@ static void sleep_until(const struct timespec *t)
 }
 
 /*
+ * Copy the untouched pages among the AHEAD_PAGES after page @idx, within
+ * its region, and unprotect them as one run.
+ */
+static void copy_after(struct wtsnap *s, uint64_t idx)
+{
+	const struct region *r = index_region(s, idx);
+	uint64_t end = r->first + r->vm.size / PAGE, first, n = 0;
+
+	if (end > idx + 1 + AHEAD_PAGES)
+		end = idx + 1 + AHEAD_PAGES;
+	for (first = idx + 1; first < end && !claim(s, first); first++)
+		;
+	if (first < end)
+		n = 1;
+	while (first + n < end && claim(s, first + n))
+		n++;
+	if (n && !copy_claimed(s, first, n, C_COPIER))
+		unprotect_copied(s, first, n);
+}
+
+/* Under max_bandwidth, as the copiers' other copies. */
+static void serve_hints(struct wtsnap *s)
+{
+	struct timespec until;
+	uint64_t idx;
+
+	while (!over_limit(s, &until) && take_hint(s, &idx))
+		copy_after(s, idx);
+}
+
+/*
  * Copy the untouched pages of [@idx, @end) a few at a time, serving the
  * guest's writes in between, and unprotect each unbroken run of them in
  * one call: changing a protection costs more than a copy, userfaultfd's
@@ -561,6 +640,7 @@ static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
 		nr_done += n;
 		idx += n;
 		serve_reports(s);
+		serve_hints(s);
 	}
 	unprotect_copied(s, done, nr_done);
 }
@@ -842,7 +922,7 @@ static int begin(struct wtsnap *s, int fd)
 	memset(s->state, UNTOUCHED, s->nr_pages);
 	memset(s->counters, 0, sizeof(s->counters));
 	s->next_chunk = s->copied = 0;
-	s->nr_fixups = 0;
+	s->nr_fixups = s->nr_hints = 0;
 	s->error = 0;
 	s->end_ns = s->state_ns = s->protect_ns = s->pause_ns = 0;
 	return 0;
@@ -1143,6 +1223,7 @@ WT_API int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p
 	s->stop_fd = s->uffd = -1;
 	pthread_mutex_init(&s->ring_lock, NULL);
 	pthread_mutex_init(&s->fixup_lock, NULL);
+	pthread_mutex_init(&s->hint_lock, NULL);
 	r = setup(s, vm, p);
 	if (r) {
 		wtsnap_close(s);
@@ -1173,6 +1254,7 @@ WT_API void wtsnap_close(struct wtsnap *s)
 	free(s->vcpu_fds);
 	pthread_mutex_destroy(&s->ring_lock);
 	pthread_mutex_destroy(&s->fixup_lock);
+	pthread_mutex_destroy(&s->hint_lock);
 	free(s->fixups);
 	free(s);
 }
