@@ -17,18 +17,31 @@ args=$(IFS=,; echo "$*")
 
 # The guest's memory and the snapshot file both live in the machine's RAM.
 export QEMU_MEM=${QEMU_MEM:-6144}
-: >"$log"
-"$top/scripts/run-qemu.sh" --log "$log" --stall 300 "$initramfs" \
-	"wtrack.config=${CONFIG:-default} wtrack.demo=$args" &
-qemu=$!
+boot() {
+	local qemu
 
-# Show the console from the demo's start, progress bar included.
-until grep -q '^@@RUN' "$log" 2>/dev/null || ! kill -0 $qemu 2>/dev/null; do
-	sleep 1
-done
-tail -n +"$(grep -n -m1 '^@@RUN' "$log" | cut -d: -f1)" -f --pid=$qemu "$log"
-wait $qemu
+	: >"$log"
+	"$top/scripts/run-qemu.sh" --log "$log" --stall 300 "$initramfs" \
+		"wtrack.config=${CONFIG:-default} wtrack.demo=$args" &
+	qemu=$!
+	# Show the console from the demo's start, progress bar included.
+	until grep -q '^@@RUN' "$log" 2>/dev/null || ! kill -0 $qemu 2>/dev/null; do
+		sleep 1
+	done
+	tail -n +"$(grep -n -m1 '^@@RUN' "$log" | cut -d: -f1)" -f --pid=$qemu "$log"
+	wait $qemu
+}
+
+# QEMU dying or freezing before the demo ended (shared PLATFORM notes;
+# run-qemu.sh: 3 for silence) gets one more boot; a failed demo does not.
+boot
 status=$?
+if [ $status -ne 0 ] && ! grep -q '^@@END 1 demo/wtsnap-demo' "$log"; then
+	echo "QEMU failed (exit $status) before the demo ended; booting once more"
+	cp "$log" "$log.failed"
+	boot
+	status=$?
+fi
 
 klog=$(mktemp)
 trap 'rm -f "$klog"' EXIT

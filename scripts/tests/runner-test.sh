@@ -10,7 +10,8 @@
 # not reported; a WARNING in the kernel log fails a test that exited 0;
 # skips stay skips; the summary counts and the exit status follow.  Then
 # the host tests' TAP (HOST_TAP): its results join the count, an unmet
-# plan or a missing file fails.
+# plan or a missing file fails.  Last the demo's runner: one more boot
+# after QEMU died, none after the demo failed.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -111,6 +112,38 @@ if [ "$hrc" != 0 ]; then
 else
 	fail=$((fail + 1))
 	echo "runner-test: failed host tests did not fail the run"
+fi
+
+# The demo: a QEMU that dies once gets one more boot; one that keeps
+# dying, and a failed demo, fail.
+demo() {
+	echo "1 demo/wtsnap-demo $1" >"$work/plan"
+	rm -rf "$work/state" && mkdir "$work/state"
+	out=$(FAKE_PLAN=$work/plan FAKE_STATE=$work/state QEMU=$here/fake-qemu.sh \
+	      "$top/scripts/run-demo.sh" /dev/null "$work/demo.log" 2>&1)
+	drc=$?
+	all=$all$'\n'$out
+}
+expect_rc() {
+	if [ "$drc" "$1" 0 ]; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "runner-test: $2"
+	fi
+}
+demo abort-once
+expect 'QEMU failed \(exit 134\) before the demo ended; booting once more'
+expect_rc = "a demo whose QEMU died once failed"
+demo abort
+expect 'the demo failed \(QEMU exit 134\)'
+expect_rc != "a demo whose QEMU kept dying passed"
+demo fail
+expect 'the demo failed \(QEMU exit 0\)'
+expect_rc != "a failed demo passed"
+if grep -q 'booting once more' <<<"$out"; then
+	fail=$((fail + 1))
+	echo "runner-test: a failed demo was booted again"
 fi
 
 if [ $fail != 0 ] || [ -n "${VERBOSE:-}" ]; then
