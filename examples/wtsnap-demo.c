@@ -12,17 +12,17 @@
  *
  * The vCPUs write random pages of all their memory alike, or with
  * -W MiB:N a working set: each writes MiB of its memory, and one write in
- * N goes anywhere in it.  -c runs every backend on a fresh VM each and
- * prints a table, for -W's working set and then all pages alike.  -L adds
- * two ring snapshots back to back, of a VM of -m MiB and of one with that
- * much memory, to compare their pauses.  -n repeats each and keeps the
- * run whose lost write rate, or pause ratio, is the median: software
- * emulation makes one run noisy; -p sets how many pairs -L takes
- * instead (a pause of a few milliseconds varies by half).  -r limits the background copy's
- * bandwidth (a copier running flat out takes CPU time from the guest when
- * the two share CPUs).  -B has the vCPUs receive
- * VMware backdoor messages too (REP INSB from port 0x5659), and pauses
- * them inside one (Documentation/vmware.rst).
+ * N goes anywhere in it (-W twice: two such workloads).  -c runs every
+ * backend on a fresh VM each and prints a table, for -W's working sets
+ * and then all pages alike.  -L adds two ring snapshots back to back, of
+ * a VM of -m MiB and of one with that much memory, to compare their
+ * pauses.  -n repeats each and keeps the run whose lost write rate, or
+ * pause ratio, is the median: software emulation makes one run noisy;
+ * -p sets how many pairs -L takes instead (a pause of a few milliseconds
+ * varies by half).  -r limits the background copy's bandwidth (a copier
+ * running flat out takes CPU time from the guest when the two share
+ * CPUs).  -B has the vCPUs receive VMware backdoor messages too (REP INSB
+ * from port 0x5659), and pauses them inside one (Documentation/vmware.rst).
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -51,7 +51,7 @@ struct opts {
 
 /* What the guest writes: snapvm_config's hot_pages and cold_every. */
 struct workload {
-	const char *name;
+	char name[24];
 	uint32_t hot_pages, cold_every;
 };
 
@@ -188,6 +188,7 @@ static void restore(const struct snapvm_config *cfg, int fd, struct result *res)
 }
 
 #define MAX_RUNS	9
+#define MAX_SETS	2		/* -W's working sets */
 
 /* run()'s flags */
 #define RUN_RESTORE	(1U << 0)	/* restore the snapshot and check it */
@@ -326,10 +327,10 @@ static const struct result *find(const struct result *r, unsigned int n,
 
 static void print_table(const struct result *r, unsigned int n)
 {
-	printf("\n  %-16s %-11s %5s %9s %12s %15s %7s %7s\n", "backend", "workload",
+	printf("\n  %-16s %-16s %5s %9s %12s %15s %7s %7s\n", "backend", "workload",
 	       "MiB", "pause ms", "snapshot ms", "guest writes/s", "lost", "lost s");
 	for (unsigned int i = 0; i < n; i++)
-		printf("  %-16s %-11s %5lu %9.2f %12.1f %15.0f %6.1f%% %7.2f\n",
+		printf("  %-16s %-16s %5lu %9.2f %12.1f %15.0f %6.1f%% %7.2f\n",
 		       backend_names[r[i].backend], r[i].load->name, r[i].mem_mib,
 		       r[i].sum.pause_ns / 1e6, r[i].sum.elapsed_ns / 1e6,
 		       r[i].rate_during, 100 * lost(&r[i]), lost_seconds(&r[i]));
@@ -366,7 +367,8 @@ static void parse_working_set(const char *arg, struct workload *load)
 	    !(load->cold_every = strtoul(end + 1, &end, 0)) || *end)
 		TEST_FAIL("-W wants MiB:N, e.g. 4:1000");
 	load->hot_pages = (mib << 20) / 4096;
-	load->name = "working set";
+	snprintf(load->name, sizeof(load->name), "%lu MiB, 1/%u", mib,
+		 load->cold_every);
 }
 
 static void usage(const char *prog)
@@ -381,10 +383,10 @@ int main(int argc, char **argv)
 	struct opts o = {
 		.nr_vcpus = 2, .mem_mib = 128, .runs = 1, .path = "/tmp/wtsnap-demo.snap",
 	};
-	/* -W's working set, then all pages alike: loads[first] to [end - 1]. */
-	struct workload loads[2] = { { .name = "working set" }, { .name = "all pages" } };
-	struct result res[2 * ARRAY_SIZE(compare_order) + 2];
-	unsigned int n = 0, first = 1, end = 2;
+	/* -W's working sets, then all pages alike. */
+	struct workload loads[MAX_SETS + 1] = { 0 };
+	struct result res[ARRAY_SIZE(loads) * ARRAY_SIZE(compare_order) + 2];
+	unsigned int n = 0, nr_sets = 0, end;
 	int c;
 
 	while ((c = getopt(argc, argv, "v:m:b:o:cn:L:p:BW:r:q")) != -1) {
@@ -400,7 +402,11 @@ int main(int argc, char **argv)
 		case 'n': o.runs = atoi(optarg); break;
 		case 'p': o.pairs = atoi(optarg); break;
 		case 'r': o.max_mib_s = strtoull(optarg, NULL, 0); break;
-		case 'W': parse_working_set(optarg, &loads[0]); first = 0; break;
+		case 'W':
+			if (nr_sets == MAX_SETS)
+				TEST_FAIL("-W: at most %d working sets", MAX_SETS);
+			parse_working_set(optarg, &loads[nr_sets++]);
+			break;
 		default: usage(argv[0]);
 		}
 	}
@@ -412,21 +418,21 @@ int main(int argc, char **argv)
 		o.pairs = o.runs;
 	if (o.pairs > MAX_RUNS)
 		TEST_FAIL("-p: 1 to %d pairs", MAX_RUNS);
-	if (!o.compare)
-		end = first + 1;
+	strcpy(loads[nr_sets].name, "all pages");
+	end = o.compare ? nr_sets + 1 : 1;
 	printf("lazy snapshot of a running VM: %u vCPUs writing %lu MiB\n",
 	       o.nr_vcpus, o.mem_mib);
-	if (!first)
-		printf("  working set: each vCPU writes %u MiB of its memory, 1 write in %u anywhere\n",
-		       loads[0].hot_pages >> 8, loads[0].cold_every);
+	for (unsigned int l = 0; l < nr_sets; l++)
+		printf("  workload \"%s\": each vCPU writes %u MiB of its memory, 1 write in %u anywhere\n",
+		       loads[l].name, loads[l].hot_pages >> 8, loads[l].cold_every);
 	if (o.max_mib_s)
 		printf("  background copy limited to %lu MiB/s\n", o.max_mib_s);
-	for (unsigned int l = first; l < end; l++)
+	for (unsigned int l = 0; l < end; l++)
 		for (size_t i = 0; i < ARRAY_SIZE(compare_order); i++)
 			if (o.compare || compare_order[i] == o.backend)
 				res[n++] = compare_runs(&o, &loads[l], compare_order[i]);
 	if (o.large_mib) {
-		compare_pauses(&o, &loads[1], &res[n]);
+		compare_pauses(&o, &loads[nr_sets], &res[n]);
 		n += 2;
 	}
 	if (n > 1)
