@@ -146,7 +146,7 @@ bench: initramfs
 
 # A live snapshot of a busy VM with each backend, restored and checked,
 # and the pause time of a 2 GiB VM against the 128 MiB one.
-DEMO_ARGS ?= -v 2 -m 128 -c -n 3 -W 4:1000 -L 2048 -p 7
+DEMO_ARGS ?= -v 2 -m 128 -c -n 3 -W 4:1000000 -W 4:1000 -L 2048 -p 7
 demo: initramfs
 	$(Q)scripts/run-demo.sh $(B)/initramfs.cpio.gz $(B)/demo.log $(DEMO_ARGS)
 
