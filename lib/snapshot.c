@@ -126,6 +126,12 @@ static const struct region *index_region(const struct wtsnap *s, uint64_t idx)
 	return &s->regions[i];
 }
 
+/* One past the index of the region's last page. */
+static uint64_t region_end(const struct region *r)
+{
+	return r->first + r->vm.size / PAGE;
+}
+
 static uint64_t index_gpa(const struct region *r, uint64_t idx)
 {
 	return r->vm.gpa + (idx - r->first) * PAGE;
@@ -358,7 +364,7 @@ static int fix_protection(struct wtsnap *s)
 
 	for (size_t i = 0, j; i < n; i = j) {
 		const struct region *r = index_region(s, f[i]);
-		uint64_t end = r->first + r->vm.size / PAGE;
+		uint64_t end = region_end(r);
 		bool wp = needs_protection(s, f[i]);
 		int err;
 
@@ -577,7 +583,7 @@ static void sleep_until(const struct timespec *t)
 static void copy_after(struct wtsnap *s, uint64_t idx)
 {
 	const struct region *r = index_region(s, idx);
-	uint64_t end = r->first + r->vm.size / PAGE, first, n = 0;
+	uint64_t end = region_end(r), first, n = 0;
 
 	if (end > idx + 1 + AHEAD_PAGES)
 		end = idx + 1 + AHEAD_PAGES;
@@ -614,7 +620,7 @@ static void copy_span(struct wtsnap *s, uint64_t idx, uint64_t end)
 
 	while (idx < end && !__atomic_load_n(&s->error, __ATOMIC_RELAXED)) {
 		const struct region *r = index_region(s, idx);
-		uint64_t stop = r->first + r->vm.size / PAGE, n = 0;
+		uint64_t stop = region_end(r), n = 0;
 
 		if (stop > end)
 			stop = end;
@@ -818,7 +824,7 @@ static int protect_rest(struct wtsnap *s)
 {
 	for (unsigned int i = 0; i < s->vm.nr_regions; i++) {
 		const struct region *r = &s->regions[i];
-		uint64_t end = r->first + r->vm.size / PAGE;
+		uint64_t end = region_end(r);
 
 		for (uint64_t idx = r->first; idx < end; ) {
 			uint64_t n = 0;
