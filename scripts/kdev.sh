@@ -8,7 +8,7 @@
 #   kdev.sh --export DIR   write DIR's commits since 'pristine' back to
 #                          kernel/patches and kernel/series
 #
-# uapi/ stays the one home of the ABI header: DIR gets a symlink to it,
+# uapi/ stays the one home of the ABI headers: DIR gets symlinks to them,
 # ignored by git.
 set -euo pipefail
 
@@ -33,8 +33,10 @@ cp -a "$pristine" "$dir"
 rm -f "$dir/.stamp"
 cd "$dir"
 git init -q
-ln -s "$top/uapi/linux/kvm_wtrack.h" include/uapi/linux/kvm_wtrack.h
-echo include/uapi/linux/kvm_wtrack.h >>.git/info/exclude
+for h in "$top"/uapi/linux/*.h; do
+	ln -s "$h" "include/uapi/linux/${h##*/}"
+	echo "include/uapi/linux/${h##*/}" >>.git/info/exclude
+done
 git add -A
 git -c user.name=kdev -c user.email=kdev@invalid commit -qm \
 	"linux-source-6.12 $DEBIAN_KERNEL_VERSION (subset)"

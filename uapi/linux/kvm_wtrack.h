@@ -7,15 +7,17 @@
  * includes it from <linux/kvm.h>; userspace includes it directly.  See
  * Documentation/wtrack-api.rst.
  *
- * It also holds the VMware backdoor features that go with it (hypercalls
- * forwarded to userspace, L0 handling of L2's backdoor; see
- * Documentation/vmware.rst), so that every number is allocated here.
- *
  * Numbers are chosen away from upstream KVM's: capabilities 0..238 exist in
  * Linux 6.12 and later kernels have assigned or claimed up to the high 240s,
- * so kvm-wtrack's capabilities start at 1024 (write tracking) and 1040
- * (VMware); exit reasons 0..39 exist in 6.12 and later kernels continue
- * from 40, so ours start at 1024.
+ * so kvm-wtrack's capabilities start at 1024; exit reasons 0..39 exist in
+ * 6.12 and later kernels continue from 40, so ours start at 1024.  The
+ * VMware features (<linux/kvm_vmware.h>) use capabilities from 1040 and
+ * exit reasons from 1024 to 1031; write tracking's exits start at 1032.
+ *
+ * Every structure that userspace passes in has a flags field and reserved
+ * space that must be zero, and KVM checks them, so that later versions can
+ * give them a meaning.  Structures KVM writes have reserved space that KVM
+ * zeroes.
  */
 #ifndef _UAPI_LINUX_KVM_WTRACK_H
 #define _UAPI_LINUX_KVM_WTRACK_H
@@ -31,9 +33,13 @@
  * KVM_CHECK_EXTENSION(KVM_CAP_X86_WRITE_TRACK) returns the mask of enable
  * flags this kernel supports for the VM (0: not available).
  * KVM_ENABLE_CAP(KVM_CAP_X86_WRITE_TRACK) on the VM fd turns tracking on;
- * args[0] holds the flags below, args[1..3] must be zero.
+ * args[0] holds the flags below, args[2] and args[3] must be zero.
+ *
+ * 1024 was the number of the first, pre-release version of this ABI; a
+ * kernel that answers for 1024 has that one, which this header does not
+ * describe.
  */
-#define KVM_CAP_X86_WRITE_TRACK		1024
+#define KVM_CAP_X86_WRITE_TRACK		1025
 
 /*
  * Report a guest write to a protected page by stopping the vCPU before the
@@ -72,18 +78,55 @@ struct kvm_wtrack_range {
 #define KVM_WTRACK_UNPROTECT	_IOW(KVMIO, 0xf1, struct kvm_wtrack_range)
 
 /*
- * Ring mode: KVM_WTRACK_RING_FD on the VM fd returns a new file descriptor
- * for the ring (O_RDWR | O_CLOEXEC); there is at most one at a time.  When
- * its last reference goes (the fd closed, the ring unmapped, no io_uring
- * command in flight), every page is unprotected and every waiting vCPU
- * goes on.
+ * A stopped write: KVM_RUN fails with EFAULT, exit_reason is
+ * KVM_EXIT_MEMORY_FAULT and kvm_run.memory_fault.flags has this bit (bits
+ * 0-4 are upstream's, so ours start at 32).  memory_fault.gpa is the
+ * guest-physical address of the first protected byte the write touches and
+ * memory_fault.size the bytes from there to the end of its page, always.
+ */
+#define KVM_MEMORY_EXIT_FLAG_WRITE_TRACK	(1ULL << 32)
+
+/*
+ * A write KVM made on its own (kvmclock, steal time, vmcb12...) that landed
+ * on a protected page before anyone could be told: KVM_RUN returns 0 with
+ * this exit reason and kvm_run.wtrack_landed filled in.  It is not a fault:
+ * nothing is retried, and KVM has ended the page's protection, since the
+ * contents it guarded are gone.
+ */
+#define KVM_EXIT_WTRACK_LANDED		1032
+
+/* kvm_run.wtrack_landed; also the meaning of an event's flags. */
+struct kvm_wtrack_landed_exit {
+	__u64 flags;		/* KVM_WTRACK_EVENT_* */
+	__u64 gpa;		/* the page, page aligned; 0 with OVERFLOW */
+	__u64 size;		/* the page size; 0 with OVERFLOW */
+	__u64 reserved[4];	/* 0 */
+};
+
+/* Set in kvm_wtrack_event.flags and kvm_wtrack_landed_exit.flags. */
+#define KVM_WTRACK_EVENT_LANDED		(1ULL << 0)
+/*
+ * With LANDED: KVM wrote more protected pages than it could name.  Their
+ * old contents are lost and they were not named, so a snapshot in progress
+ * is invalid.  They stay protected.
+ */
+#define KVM_WTRACK_EVENT_OVERFLOW	(1ULL << 1)
+
+/*
+ * Ring mode: KVM_WTRACK_RING_FD on the VM fd, whose argument must be 0,
+ * returns a new file descriptor for the ring (O_RDWR | O_CLOEXEC); there
+ * is at most one at a time.  When its last reference goes (the fd closed,
+ * the ring unmapped, no io_uring command in flight), every page is
+ * unprotected and every waiting vCPU goes on; until that is done a new
+ * KVM_WTRACK_RING_FD fails with EBUSY.
  *
  * mmap() of the ring fd, read-only, from offset 0: the header, then the
- * events array at header.events_offset.  The kernel writes every field;
- * userspace only reads.  A new event is written before tail is advanced
- * with a store-release, so a consumer reads tail with a load-acquire and
- * may then read every event in [its head, tail).  Indices are free
- * running: event i sits in events[i & (size - 1)].
+ * events array at header.events_offset, header.event_size bytes apart.
+ * The kernel writes every field; userspace only reads.  A new event is
+ * written before tail is advanced with a store-release, so a consumer
+ * reads tail with a load-acquire and may then read every event in
+ * [its head, tail).  Indices are free running: event i sits in
+ * events[i & (size - 1)].
  *
  * The consumer tells the kernel how far it has consumed by the head of
  * its commands (io_uring or read()); an entry is reused only after that.
@@ -93,6 +136,9 @@ struct kvm_wtrack_ring_header {
 	__u32 head;		/* the consumer's last committed head */
 	__u32 size;		/* entries, a power of two */
 	__u32 events_offset;	/* of the events array in the mapping */
+	__u32 event_size;	/* bytes per event: sizeof(struct kvm_wtrack_event) */
+	__u32 pad;
+	__u64 features;		/* none defined yet: 0 */
 	/* Counters since the ring fd was created. */
 	__u64 events;		/* events posted */
 	__u64 coalesced;	/* writes that joined an unresolved event */
@@ -101,20 +147,26 @@ struct kvm_wtrack_ring_header {
 	__u64 polled;		/* resolves a vCPU saw while polling */
 };
 
-/* One write to a protected page, in the style of kvm_run.memory_fault. */
+/*
+ * One report: a stopped write (flags 0), with gpa and size as in
+ * kvm_run.memory_fault, or a landed write (KVM_WTRACK_EVENT_LANDED), with
+ * gpa and size as in kvm_run.wtrack_landed.
+ */
 struct kvm_wtrack_event {
 	__u64 gpa;
 	__u32 size;
 	__u32 vcpu_id;
-	__u64 flags;		/* KVM_MEMORY_EXIT_FLAG_* below */
+	__u64 flags;		/* KVM_WTRACK_EVENT_* */
 	__u64 seq;		/* 0, 1, 2... since the ring fd was created */
+	__u64 reserved[4];	/* 0 */
 };
 
 #define KVM_WTRACK_RING_FD	_IO(KVMIO, 0xf2)
 
 /*
  * io_uring commands on the ring fd (IORING_OP_URING_CMD, sqe->cmd_op), with
- * struct kvm_wtrack_ring_cmd in sqe->cmd:
+ * struct kvm_wtrack_ring_cmd in sqe->cmd.  The io_uring must be set up with
+ * IORING_SETUP_SQE128: the command does not fit in a 64-byte SQE.
  *
  * FETCH: complete once events past @head exist; res is their number
  *   past the kernel's head when it completes (0 if read() took them).
@@ -128,19 +180,25 @@ struct kvm_wtrack_event {
  * flight per ring; it completes through task work of the thread that
  * submitted it, and is canceled (-ECANCELED) if that thread exits.  The
  * resolve array is read when the command is issued, which with SQPOLL is
- * after io_uring_submit() returns: keep it until the completion.  A
- * failing command changes nothing; res is -errno.
+ * after io_uring_submit() returns: keep it until the completion.  Every
+ * command is checked whole before it acts: a failing command changes
+ * nothing, and res is -errno.
  */
 struct kvm_wtrack_ring_cmd {
 	__u32 head;
+	__u32 flags;		/* none defined yet: must be 0 */
 	__u32 nr_resolve;	/* at most KVM_WTRACK_RESOLVE_MAX */
+	__u32 reserved0;	/* must be 0 */
 	__u64 resolve_addr;	/* struct kvm_wtrack_resolve[nr_resolve] */
+	__u64 reserved[3];	/* must be 0 */
 };
 
 /* A range to resolve: as for KVM_WTRACK_UNPROTECT. */
 struct kvm_wtrack_resolve {
 	__u64 gpa;
 	__u64 size;
+	__u64 flags;		/* none defined yet: must be 0 */
+	__u64 reserved;		/* must be 0 */
 };
 
 #define KVM_WTRACK_RESOLVE_MAX	1024
@@ -149,65 +207,5 @@ struct kvm_wtrack_resolve {
 #define KVM_WTRACK_RING_COMMIT		_IOW(KVMIO, 0xf4, struct kvm_wtrack_ring_cmd)
 #define KVM_WTRACK_RING_COMMIT_AND_FETCH \
 	_IOW(KVMIO, 0xf5, struct kvm_wtrack_ring_cmd)
-
-/*
- * kvm_run.memory_fault.flags bits of a KVM_EXIT_MEMORY_FAULT that reports a
- * write to a protected page.  Bits 0-4 are upstream's (PRIVATE is bit 3,
- * bit 4 is claimed), so ours start at 32.
- */
-#define KVM_MEMORY_EXIT_FLAG_WRITE_TRACK	(1ULL << 32)
-#define KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE	(1ULL << 33)
-/*
- * Set as well when the write could not be stopped and has already landed:
- * a write KVM made on its own (kvmclock, steal time, vmcb12, a task
- * switch...).  gpa and size name the page; nothing is retried.  With
- * OVERFLOW too, more pages were written than KVM could queue (gpa and size
- * are 0).  See Documentation/wtrack.rst for the writers.
- */
-#define KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED	(1ULL << 34)
-#define KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW	(1ULL << 35)
-
-/*
- * VMware backdoor hypercalls: KVM_ENABLE_CAP(KVM_CAP_X86_VMWARE_HYPERCALL)
- * on the VM fd with args[0] = 1 makes VMCALL/VMMCALL with EAX =
- * KVM_VMWARE_MAGIC exit to userspace with KVM_EXIT_VMWARE; args[0] = 0
- * turns it off again.  Other hypercalls are unaffected.
- */
-#define KVM_CAP_X86_VMWARE_HYPERCALL		1040
-
-/*
- * KVM_ENABLE_CAP(KVM_CAP_X86_VMWARE_NESTED_BACKDOOR_L0), args[0] = 1: KVM
- * (L0) handles the backdoor accesses L2 makes at CPL3 (I/O ports 0x5658
- * and 0x5659, the pseudo-PMCs, backdoor hypercalls) as it does L1's,
- * instead of leaving them to L1.  Needs kvm.enable_vmware_backdoor.
- */
-#define KVM_CAP_X86_VMWARE_NESTED_BACKDOOR_L0	1041
-
-#define KVM_VMWARE_MAGIC		0x564d5868
-
-#define KVM_EXIT_VMWARE			1024
-
-/* kvm_run.vmware for exit reason KVM_EXIT_VMWARE. */
-struct kvm_vmware_exit {
-#define KVM_EXIT_VMWARE_HCALL		1
-	__u32 type;
-#define KVM_VMWARE_EXIT_LONG_MODE	(1U << 0)	/* 64-bit hypercall */
-#define KVM_VMWARE_EXIT_GUEST_MODE	(1U << 1)	/* made by L2 */
-	__u32 flags;
-	union {
-		/*
-		 * The VMware protocol's registers when the guest made the
-		 * call, zero-extended from 32 bits outside 64-bit mode.  The
-		 * next KVM_RUN loads them back into the guest (truncated
-		 * likewise) and moves past the instruction: userspace
-		 * returns results by changing them.
-		 */
-		struct {
-			__u32 cpl;
-			__u32 pad;
-			__u64 rax, rbx, rcx, rdx, rsi, rdi, rbp;
-		} hcall;
-	};
-};
 
 #endif /* _UAPI_LINUX_KVM_WTRACK_H */
