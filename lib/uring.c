@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The real transport: kvm-wtrack's ring commands as IORING_OP_URING_CMD
- * on the ring fd.  struct kvm_wtrack_ring_cmd fits in the 16 bytes of
- * command data of a normal 64-byte SQE, so no IORING_SETUP_SQE128.
+ * on the ring fd.  struct kvm_wtrack_ring_cmd does not fit in the 16 bytes
+ * of command data of a 64-byte SQE, so the io_uring has 128-byte SQEs
+ * (IORING_SETUP_SQE128): the kernel fails a command from any other ring.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -14,8 +15,8 @@
 #define WT_URING_ENTRIES	8
 
 _Static_assert(sizeof(struct io_uring_sqe) == 64 &&
-	       offsetof(struct io_uring_sqe, cmd) + sizeof(struct kvm_wtrack_ring_cmd) <= 64,
-	       "the ring command must fit a 64-byte SQE");
+	       offsetof(struct io_uring_sqe, cmd) + sizeof(struct kvm_wtrack_ring_cmd) <= 128,
+	       "the ring command must fit a 128-byte SQE");
 
 struct wt_uring {
 	struct io_uring ring;
@@ -33,6 +34,7 @@ static int uring_submit(void *priv, unsigned int op,
 		return -EBUSY;
 	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, u->fd, NULL, 0, 0);
 	sqe->cmd_op = op;
+	/* The whole command, reserved zeroes included: the SQE is reused. */
 	memcpy(sqe->cmd, cmd, sizeof(*cmd));
 	io_uring_sqe_set_data64(sqe, tag);
 	/*
@@ -72,7 +74,7 @@ static int uring_reap(void *priv, struct wt_cqe *c, bool wait)
 
 int wt_uring_create(int ring_fd, unsigned int flags, void **privp)
 {
-	struct io_uring_params p = { 0 };
+	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 };
 	struct wt_uring *u = calloc(1, sizeof(*u));
 	int ret;
 
