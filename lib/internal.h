@@ -48,7 +48,8 @@ struct wtrack {
 	size_t map_len;
 
 	const struct kvm_wtrack_ring_header *hdr;
-	const struct kvm_wtrack_event *events;
+	const char *events;	/* event i at events + i * event_size */
+	uint32_t event_size;	/* header.event_size: sizeof(event) or more */
 	uint32_t mask;
 	uint32_t head;		/* next event to copy out */
 	uint32_t sent_head;	/* head of the last command submitted */

@@ -55,13 +55,24 @@ static int ring_avail(const struct wtrack *wt)
 	return n > wt->mask + 1 ? -EIO : (int)n;
 }
 
+/*
+ * Copy @n events from our head.  Events lie header.event_size bytes apart:
+ * a longer event of a later kernel starts with the part we know.
+ */
 static int ring_copy(struct wtrack *wt, struct kvm_wtrack_event *ev, unsigned int n)
 {
 	uint32_t i = wt->head & wt->mask;
 	unsigned int first = MIN(n, wt->mask + 1 - i);
 
-	memcpy(ev, &wt->events[i], first * sizeof(*ev));
-	memcpy(ev + first, wt->events, (n - first) * sizeof(*ev));
+	if (wt->event_size == sizeof(*ev)) {
+		memcpy(ev, wt->events + (size_t)i * sizeof(*ev), first * sizeof(*ev));
+		memcpy(ev + first, wt->events, (n - first) * sizeof(*ev));
+	} else {
+		for (unsigned int k = 0; k < n; k++)
+			memcpy(&ev[k], wt->events +
+			       (size_t)((wt->head + k) & wt->mask) * wt->event_size,
+			       sizeof(*ev));
+	}
 	wt->head += n;
 	return n;
 }
@@ -141,6 +152,10 @@ static int submit(struct wtrack *wt, enum wt_kind kind)
 	unsigned int op = KVM_WTRACK_RING_COMMIT;
 	int ret;
 
+	/*
+	 * Flags and reserved fields stay 0, and an address goes only with
+	 * ranges: the kernel fails anything else with EINVAL.
+	 */
 	if (wt->nr)
 		cmd.resolve_addr = (uintptr_t)wt->buf[wt->queue];
 	if (kind == WT_FETCH)
@@ -289,7 +304,7 @@ static int queue_resolve(struct wtrack *wt, uint64_t gpa, uint64_t size)
 		if (ret < 0)
 			return ret;
 	}
-	wt->buf[wt->queue][wt->nr++] = (struct kvm_wtrack_resolve){ gpa, size };
+	wt->buf[wt->queue][wt->nr++] = (struct kvm_wtrack_resolve){ .gpa = gpa, .size = size };
 	return 0;
 }
 
@@ -340,11 +355,13 @@ WT_API int wtrack_stats(struct wtrack *wt, struct wtrack_stats *st)
 static int ring_init(struct wtrack *wt, const struct wtrack_params *p, const void *map)
 {
 	const struct kvm_wtrack_ring_header *hdr = map;
-	uint32_t size = hdr->size, off = hdr->events_offset;
+	uint32_t size = hdr->size, off = hdr->events_offset, esize = hdr->event_size;
+	const size_t align = _Alignof(struct kvm_wtrack_event);
 
+	/* A layout this header does not describe: not ours to guess at. */
 	if (!size || size & (size - 1) || size > KVM_WTRACK_RING_MAX_ENTRIES ||
-	    off < sizeof(*hdr) ||
-	    off % _Alignof(struct kvm_wtrack_event))
+	    off < sizeof(*hdr) || off % align ||
+	    esize < sizeof(struct kvm_wtrack_event) || esize % align)
 		return -EIO;
 	for (int i = 0; i < WT_NR_BUFS; i++) {
 		wt->buf[i] = calloc(KVM_WTRACK_RESOLVE_MAX, sizeof(*wt->buf[i]));
@@ -352,7 +369,8 @@ static int ring_init(struct wtrack *wt, const struct wtrack_params *p, const voi
 			return -ENOMEM;
 	}
 	wt->hdr = hdr;
-	wt->events = (const void *)((const char *)map + off);
+	wt->events = (const char *)map + off;
+	wt->event_size = esize;
 	wt->mask = size - 1;
 	wt->head = __atomic_load_n(&hdr->head, __ATOMIC_ACQUIRE);
 	wt->sent_head = wt->head;

@@ -392,9 +392,16 @@ static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
 	return true;
 }
 
+/* A write KVM made itself: reported after it landed, and not resolved. */
+static bool event_landed(const struct kvm_wtrack_event *ev)
+{
+	return ev->flags & KVM_WTRACK_EVENT_LANDED;
+}
+
 /*
  * A write KVM made itself arrives after it landed: harmless on a page
- * already copied, a corrupted snapshot on any other.
+ * already copied, a corrupted snapshot on any other.  An overflow names
+ * no page: pages KVM wrote are lost, whichever they were.
  */
 static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
 {
@@ -408,8 +415,9 @@ static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
 	 */
 	if (__atomic_load_n(&s->early, __ATOMIC_ACQUIRE))
 		return note_fixups(s, ev->gpa, ev->size);
-	if (ev->flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED) {
-		if (range_copied(s, ev->gpa, ev->size))
+	if (event_landed(ev)) {
+		if (!(ev->flags & KVM_WTRACK_EVENT_OVERFLOW) &&
+		    range_copied(s, ev->gpa, ev->size))
 			return 0;
 		count(s, C_LOST, 1);
 		return -ESTALE;
@@ -431,8 +439,11 @@ static int consume_batch(struct wtsnap *s)
 
 		if (err)
 			set_error(s, err);
-		/* Resolve even after an error: no vCPU may wait forever. */
-		err = wtrack_resolve(s->wt, ev[i].gpa, ev[i].size);
+		/*
+		 * Resolve even after an error: no vCPU may wait forever.  Not
+		 * a landed write's page: KVM unprotected it, and nobody waits.
+		 */
+		err = event_landed(&ev[i]) ? 0 : wtrack_resolve(s->wt, ev[i].gpa, ev[i].size);
 		if (err)
 			set_error(s, err);
 	}
@@ -681,8 +692,7 @@ WT_API int wtsnap_handle_exit(struct wtsnap *s, unsigned int vcpu,
 	r = handle_event(s, &ev);
 	if (r)
 		set_error(s, r);
-	err = (ev.flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED) ? 0 :
-	      wtrack_resolve(s->wt, ev.gpa, ev.size);
+	err = event_landed(&ev) ? 0 : wtrack_resolve(s->wt, ev.gpa, ev.size);
 	return r ?: err ?: 1;
 }
 

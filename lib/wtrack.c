@@ -13,9 +13,10 @@
 #include "internal.h"
 
 /*
- * kvm_run.memory_fault and KVM_EXIT_MEMORY_FAULT came with Linux 6.8;
- * older <linux/kvm.h> (Debian bookworm's is 6.1) lack them, so the report
- * is read from the start of the exit union, where every version puts it.
+ * kvm_run.memory_fault and KVM_EXIT_MEMORY_FAULT came with Linux 6.8, and
+ * kvm_run.wtrack_landed comes with kvm-wtrack's <linux/kvm.h> only; older
+ * headers (Debian bookworm's is 6.1) lack them, so each report is read
+ * from the start of the exit union, where every version puts it.
  */
 #ifndef KVM_EXIT_MEMORY_FAULT
 #define KVM_EXIT_MEMORY_FAULT	39
@@ -32,6 +33,14 @@ struct wt_memory_fault {
 
 _Static_assert(offsetof(struct kvm_run, exit_reason) == 8 &&
 	       offsetof(struct kvm_run, hw) == 32, "the kvm_run ABI");
+_Static_assert(sizeof(struct kvm_wtrack_landed_exit) <= 256,
+	       "kvm_run.wtrack_landed fits the exit union");
+
+/* The exit union, whatever the header calls its members. */
+static const void *exit_union(const struct kvm_run *run)
+{
+	return (const char *)run + offsetof(struct kvm_run, hw);
+}
 
 static int range_ioctl(struct wtrack *wt, unsigned long req, uint64_t gpa, uint64_t size)
 {
@@ -74,7 +83,11 @@ static int enable(int vm_fd, const struct wtrack_params *p, bool *existed)
 	return 0;
 }
 
-/* Map the header to learn the layout, then all of it. */
+/*
+ * Map the header to learn the layout, then all of it.  Events lie
+ * header.event_size bytes apart: a later kernel may make them longer, and
+ * the library reads the part it knows.
+ */
 static int map_ring(int fd, void **mapp, size_t *lenp)
 {
 	const struct kvm_wtrack_ring_header *hdr;
@@ -86,7 +99,11 @@ static int map_ring(int fd, void **mapp, size_t *lenp)
 	if (map == MAP_FAILED)
 		return -errno;
 	hdr = map;
-	len = hdr->events_offset + (size_t)hdr->size * sizeof(struct kvm_wtrack_event);
+	if (hdr->event_size < sizeof(struct kvm_wtrack_event)) {
+		munmap(map, pg);
+		return -EIO;	/* not the layout this header describes */
+	}
+	len = hdr->events_offset + (size_t)hdr->size * hdr->event_size;
 	munmap(map, pg);
 	map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
@@ -179,23 +196,39 @@ WT_API int wtrack_ring_fd(struct wtrack *wt)
 	return wt->mode == WTRACK_MODE_RING ? wt->ring_fd : -EOPNOTSUPP;
 }
 
+/*
+ * A stopped write is a memory fault with our flag; a landed write has an
+ * exit reason of its own.  Both become the event the ring would carry.
+ */
 WT_API int wtrack_exit_event(const struct kvm_run *run, unsigned int vcpu_id,
 			     struct kvm_wtrack_event *ev)
 {
+	struct kvm_wtrack_landed_exit landed;
 	struct wt_memory_fault mf;
 
 	if (!run || !ev)
 		return -EINVAL;
-	if (run->exit_reason != KVM_EXIT_MEMORY_FAULT)
+	switch (run->exit_reason) {
+	case KVM_EXIT_MEMORY_FAULT:
+		memcpy(&mf, exit_union(run), sizeof(mf));
+		if (!(mf.flags & KVM_MEMORY_EXIT_FLAG_WRITE_TRACK))
+			return 0;
+		*ev = (struct kvm_wtrack_event){
+			.gpa = mf.gpa,
+			.size = mf.size,
+			.vcpu_id = vcpu_id,
+		};
+		return 1;
+	case KVM_EXIT_WTRACK_LANDED:
+		memcpy(&landed, exit_union(run), sizeof(landed));
+		*ev = (struct kvm_wtrack_event){
+			.gpa = landed.gpa,
+			.size = landed.size,
+			.vcpu_id = vcpu_id,
+			.flags = landed.flags,
+		};
+		return 1;
+	default:
 		return 0;
-	memcpy(&mf, &run->hw, sizeof(mf));
-	if (!(mf.flags & KVM_MEMORY_EXIT_FLAG_WRITE_TRACK))
-		return 0;
-	*ev = (struct kvm_wtrack_event){
-		.gpa = mf.gpa,
-		.size = mf.size,
-		.vcpu_id = vcpu_id,
-		.flags = mf.flags,
-	};
-	return 1;
+	}
 }

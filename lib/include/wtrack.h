@@ -6,9 +6,15 @@
  * that KVM shares read-only with the consumer; the writing vCPUs wait in
  * the kernel until the consumer resolves their pages.  The library reads
  * the ring, batches the resolves and hands them back to KVM with io_uring
- * commands on the ring fd.  Exit mode: KVM_RUN itself reports the write;
- * wtrack_exit_event() turns that exit into the same event type, so one
- * handler serves both modes.
+ * commands on the ring fd (an io_uring of its own, with 128-byte SQEs).
+ * Exit mode: KVM_RUN itself reports the write; wtrack_exit_event() turns
+ * that exit into the same event type, so one handler serves both modes.
+ *
+ * An event with KVM_WTRACK_EVENT_LANDED in its flags reports a write KVM
+ * made on its own (kvmclock, steal time...): it has landed, KVM has ended
+ * the page's protection and nobody waits for it, so it is not resolved.
+ * Every other event is a stopped write, whose vCPU waits (ring mode) or
+ * retries it (exit mode) once the page is resolved.
  *
  * Every function returns 0 or a count on success and a negative errno on
  * failure; none of them sets errno as part of its interface.  A struct
@@ -109,8 +115,9 @@ struct wtrack_stats {
  * Return: 0 on success; -EOPNOTSUPP if the kernel cannot track the VM in
  * that mode; -EINVAL for bad parameters; -EEXIST if tracking is already
  * enabled in exit mode, or in the other mode; -EBUSY if the VM's previous
- * ring is still there; another negative errno from KVM, mmap() or
- * io_uring.
+ * ring is still there, or its release is still unprotecting the pages
+ * (try again shortly); -EIO if the ring's layout is not one this header
+ * describes; another negative errno from KVM, mmap() or io_uring.
  */
 int wtrack_open(int vm_fd, const struct wtrack_params *p, struct wtrack **wtp);
 
@@ -162,7 +169,8 @@ int wtrack_unprotect(struct wtrack *wt, uint64_t gpa, uint64_t size);
  * wtrack_resolve() and how far the ring has been consumed.  Then, if the
  * ring is empty, sleeps until an event arrives (with WTRACK_F_BUSY_POLL,
  * spins on the ring for a while first).  The events are consumed: the
- * next call returns the ones after them.
+ * next call returns the ones after them.  Resolve each one's page
+ * (wtrack_resolve()) unless it carries KVM_WTRACK_EVENT_LANDED.
  *
  * Return: the number of events copied, at least 1; -EINTR if a signal
  * interrupted the sleep (call again: nothing is lost); -EOPNOTSUPP in exit
@@ -192,7 +200,9 @@ int wtrack_peek(struct wtrack *wt, struct kvm_wtrack_event *ev, unsigned int max
  * @size: a length in bytes, not 0.
  *
  * Resolves (unprotects) every page that [@gpa, @gpa + @size) touches, so
- * an event's gpa and size can be passed as they are.  In ring mode the
+ * a stopped write's gpa and size can be passed as they are; a landed
+ * write's page is unprotected already, and resolving it would undo a
+ * protection set since.  In ring mode the
  * range is queued, merged with the previous one when adjacent, and handed
  * to the kernel by the next wtrack_wait() or wtrack_commit(), or by
  * wtrack_resolve() itself when KVM_WTRACK_RESOLVE_MAX ranges are already
@@ -245,14 +255,20 @@ int wtrack_ring_fd(struct wtrack *wt);
 
 /**
  * wtrack_exit_event() - decode a write-tracking exit of KVM_RUN
- * @run: the vCPU's mapped struct kvm_run, after KVM_RUN failed with EFAULT.
+ * @run: the vCPU's mapped struct kvm_run, after KVM_RUN failed with EFAULT
+ *	or returned with exit reason KVM_EXIT_WTRACK_LANDED.
  * @vcpu_id: the vCPU's id, copied into the event.
  * @ev: filled with the report if there is one.
  *
- * An exit mode report is KVM_EXIT_MEMORY_FAULT with
- * KVM_MEMORY_EXIT_FLAG_WRITE_TRACK in memory_fault.flags; WTRACK_LANDED
- * and WTRACK_OVERFLOW are passed on in @ev->flags.  The event's seq is 0:
- * exits are not numbered.
+ * Exit mode has two reports.  A stopped write: KVM_RUN fails with EFAULT,
+ * exit reason KVM_EXIT_MEMORY_FAULT with KVM_MEMORY_EXIT_FLAG_WRITE_TRACK
+ * in memory_fault.flags; @ev gets its gpa and size (the rest of the page
+ * from the first protected byte) and flags 0.  A landed write: KVM_RUN
+ * returns 0 with exit reason KVM_EXIT_WTRACK_LANDED; @ev gets
+ * kvm_run.wtrack_landed's gpa, size and flags (KVM_WTRACK_EVENT_LANDED,
+ * maybe with KVM_WTRACK_EVENT_OVERFLOW).  The event's seq is 0: exits are
+ * not numbered.  Works with a <linux/kvm.h> that lacks memory_fault or
+ * wtrack_landed.
  *
  * Return: 1 if the exit is a write-tracking report (@ev filled), 0 if it
  * is something else, -EINVAL if @run or @ev is NULL.

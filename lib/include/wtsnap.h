@@ -509,8 +509,9 @@ struct wtsnap_params {
  * @eager: pages copied during the pause: the ones KVM writes on its own
  *	(kvmclock, steal time, nested state, guest page tables...).
  * @events: write reports the engine handled.
- * @lost: writes reported as landed on a page not yet copied: the snapshot
- *	is not exact and wtsnap_finish() fails.
+ * @lost: writes reported as landed on a page not yet copied, and reports
+ *	of landed writes to pages KVM could not name (OVERFLOW): the
+ *	snapshot is not exact and wtsnap_finish() fails.
  * @pause_ns: how long the vCPUs were paused, the pause callback included.
  * @state_ns: of which saving the state and copying the pages KVM writes.
  * @protect_ns: of which setting the protection of guest memory: with
@@ -569,8 +570,9 @@ int wtsnap_open(const struct wtsnap_vm *vm, const struct wtsnap_params *p,
  * vCPUs: the pause is short and does not grow with memory.  Background
  * threads then copy every page and unprotect it; a guest write to a page
  * not yet copied waits until it is.  With WTSNAP_BACKEND_EXIT, the VMM's
- * vCPU threads pass every KVM_RUN error exit to wtsnap_handle_exit(),
- * from the moment this function is called.
+ * vCPU threads pass every KVM_RUN that failed with EFAULT, and every
+ * KVM_EXIT_WTRACK_LANDED exit, to wtsnap_handle_exit(), from the moment
+ * this function is called.
  *
  * Return: 0 once the vCPUs run again; -EBUSY if a snapshot is running;
  * the pause callback's error; another negative errno (the vCPUs are
@@ -582,15 +584,21 @@ int wtsnap_start(struct wtsnap *s, int fd);
  * wtsnap_handle_exit() - handle a vCPU's write-tracking exit
  * @s: the engine.
  * @vcpu: the vCPU's index.
- * @run: its struct kvm_run, after KVM_RUN failed with EFAULT.
+ * @run: its struct kvm_run, after KVM_RUN failed with EFAULT or returned
+ *	with exit reason KVM_EXIT_WTRACK_LANDED.
  *
- * For WTSNAP_BACKEND_EXIT: copies the page the vCPU was about to write
- * (or waits for the copier that is copying it) and unprotects it, so that
- * KVM_RUN may simply be called again.  Any thread may call it.
+ * For WTSNAP_BACKEND_EXIT.  A stopped write (EFAULT): copies the page the
+ * vCPU was about to write (or waits for the copier that is copying it)
+ * and unprotects it, so that KVM_RUN may simply be called again.  A write
+ * KVM made on its own (KVM_EXIT_WTRACK_LANDED): has landed and KVM ended
+ * the page's protection; if the page was not copied yet, the snapshot is
+ * not exact (@lost in struct wtsnap_progress).  KVM_RUN is called again
+ * either way.  Any thread may call it.
  *
  * Return: 1 if the exit was a write-tracking report and is handled; 0 if
- * it is something else, for the VMM; a negative errno if the page could
- * not be copied.
+ * it is something else, for the VMM; -ESTALE if a write KVM made on its
+ * own landed on a page not yet copied; another negative errno if the page
+ * could not be copied.
  */
 int wtsnap_handle_exit(struct wtsnap *s, unsigned int vcpu, struct kvm_run *run);
 
