@@ -32,11 +32,20 @@ static int cond_wait(struct emu *e, pthread_cond_t *c, const struct timespec *dl
 	return -pthread_cond_timedwait(c, &e->lock, dl);
 }
 
+#define EMU_JUNK	0xa5
+
 struct emu *emu_create(uint32_t size, uint32_t start, uint32_t events_offset,
 		       uint64_t npages)
 {
+	return emu_create_layout(size, start, events_offset,
+				 sizeof(struct kvm_wtrack_event), npages);
+}
+
+struct emu *emu_create_layout(uint32_t size, uint32_t start, uint32_t events_offset,
+			      uint32_t event_size, uint64_t npages)
+{
 	struct emu *e = calloc(1, sizeof(*e));
-	size_t len = events_offset + (size_t)size * sizeof(struct kvm_wtrack_event);
+	size_t len = events_offset + (size_t)size * event_size;
 	int fd = memfd_create("emu-ring", 0);
 	void *rw;
 
@@ -51,13 +60,16 @@ struct emu *emu_create(uint32_t size, uint32_t start, uint32_t events_offset,
 	pthread_cond_init(&e->vcpu_cond, NULL);
 	pthread_cond_init(&e->cq_cond, NULL);
 	e->hdr = rw;
-	e->events = (void *)((char *)rw + events_offset);
+	e->events = (char *)rw + events_offset;
+	e->event_size = event_size;
 	e->map_len = len;
 	e->size = size;
 	e->khead = start;
 	e->hdr->tail = e->hdr->head = start;
 	e->hdr->size = size;
 	e->hdr->events_offset = events_offset;
+	e->hdr->event_size = event_size;
+	memset(e->events, EMU_JUNK, (size_t)size * event_size);
 	e->npages = npages;
 	e->prot = calloc(npages, 1);
 	e->pending = calloc(npages, 1);
@@ -133,26 +145,38 @@ static void fetch_done(struct emu *e)
 	cq_post(e, e->fetch_tag, n);
 }
 
+/*
+ * A stopped write reports the rest of the page from its first byte; a
+ * landed one the page, with LANDED.  The reserved words are zeroed, the
+ * bytes past the event keep their junk.
+ */
 static void post_event(struct emu *e, unsigned int vcpu, uint64_t gpa, uint64_t page,
 		       bool landed)
 {
 	struct kvm_wtrack_ring_header *h = e->hdr;
-
-	e->events[h->tail & (e->size - 1)] = (struct kvm_wtrack_event){
+	const struct kvm_wtrack_event ev = {
 		.gpa = gpa,
 		.size = EMU_PAGE - (gpa & (EMU_PAGE - 1)),
 		.vcpu_id = vcpu,
-		.flags = KVM_MEMORY_EXIT_FLAG_WRITE_TRACK | KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE |
-			 (landed ? KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED : 0),
+		.flags = landed ? KVM_WTRACK_EVENT_LANDED : 0,
 		.seq = e->seq++,
 	};
+
+	/*
+	 * A landed write is over: the page loses its protection before the
+	 * event is visible, which releases the vCPUs waiting on it.
+	 */
+	if (landed) {
+		if (e->pending[page])
+			SET(h->resolved, h->resolved + 1);
+		e->prot[page] = e->pending[page] = 0;
+		pthread_cond_broadcast(&e->vcpu_cond);
+	} else {
+		e->pending[page] = 1;
+	}
+	memcpy(e->events + (size_t)(h->tail & (e->size - 1)) * e->event_size, &ev, sizeof(ev));
 	__atomic_store_n(&h->tail, h->tail + 1, __ATOMIC_RELEASE);
 	SET(h->events, h->events + 1);
-	/* A landed write is over: its page loses its protection, nobody waits. */
-	if (landed)
-		e->prot[page] = 0;
-	else
-		e->pending[page] = 1;
 	if (e->fetch_waiting && h->tail != e->fetch_head)
 		fetch_done(e);
 }
@@ -207,42 +231,63 @@ int emu_write_landed(struct emu *e, unsigned int vcpu, uint64_t gpa)
 	return ret;
 }
 
-/* Every check first: a failing command changes nothing. */
+static bool cmd_reserved_zero(const struct kvm_wtrack_ring_cmd *c)
+{
+	for (unsigned int i = 0; i < ARRAY_SIZE(c->reserved); i++)
+		if (c->reserved[i])
+			return false;
+	return !c->flags && !c->reserved0;
+}
+
+/*
+ * Every check first, in the kernel's order: a failing command changes
+ * nothing.  The command's own fields, then the resolve array, then the
+ * ring's state.
+ */
 static int check_cmd(struct emu *e, unsigned int op, const struct kvm_wtrack_ring_cmd *c)
 {
 	const struct kvm_wtrack_resolve *r = (const void *)(uintptr_t)c->resolve_addr;
-	uint64_t end = EMU_BASE_GPA + e->npages * EMU_PAGE;
 	bool fetch = op != KVM_WTRACK_RING_COMMIT;
 
 	if (op != KVM_WTRACK_RING_FETCH && op != KVM_WTRACK_RING_COMMIT &&
 	    op != KVM_WTRACK_RING_COMMIT_AND_FETCH)
 		return -ENOTTY;
-	if (c->nr_resolve > KVM_WTRACK_RESOLVE_MAX ||
-	    (uint32_t)(c->head - e->khead) > (uint32_t)(e->hdr->tail - e->khead))
+	if (!cmd_reserved_zero(c))
 		return -EINVAL;
 	if (op == KVM_WTRACK_RING_FETCH && (c->nr_resolve || c->resolve_addr))
+		return -EINVAL;
+	if (c->nr_resolve > KVM_WTRACK_RESOLVE_MAX || (!c->nr_resolve && c->resolve_addr))
 		return -EINVAL;
 	if (c->nr_resolve && !r)
 		return -EFAULT;
 	for (uint32_t i = 0; i < c->nr_resolve; i++) {
-		if (!r[i].size || (r[i].gpa | r[i].size) & (EMU_PAGE - 1))
+		if (r[i].flags || r[i].reserved)
 			return -EINVAL;
-		if (r[i].gpa < EMU_BASE_GPA || r[i].gpa + r[i].size > end)
-			return -ENOENT;
+		if (!r[i].size || (r[i].gpa | r[i].size) & (EMU_PAGE - 1) ||
+		    r[i].gpa + r[i].size < r[i].gpa)
+			return -EINVAL;
 	}
 	if (fetch && e->fetch_waiting) {
 		e->busy_fetches++;
 		return -EBUSY;
 	}
+	if ((uint32_t)(c->head - e->khead) > (uint32_t)(e->hdr->tail - e->khead))
+		return -EINVAL;
 	return 0;
 }
 
+/* Pages outside the emulated memory have no memslot: skipped, as by KVM. */
 static void resolve(struct emu *e, const struct kvm_wtrack_resolve *r, uint32_t nr)
 {
-	for (uint32_t i = 0; i < nr; i++) {
-		uint64_t first = (r[i].gpa - EMU_BASE_GPA) / EMU_PAGE;
+	const uint64_t end = EMU_BASE_GPA + e->npages * EMU_PAGE;
 
-		for (uint64_t p = first; p < first + r[i].size / EMU_PAGE; p++) {
+	for (uint32_t i = 0; i < nr; i++) {
+		uint64_t lo = r[i].gpa < EMU_BASE_GPA ? EMU_BASE_GPA : r[i].gpa;
+		uint64_t hi = r[i].gpa + r[i].size > end ? end : r[i].gpa + r[i].size;
+
+		for (uint64_t a = lo; a < hi; a += EMU_PAGE) {
+			uint64_t p = (a - EMU_BASE_GPA) / EMU_PAGE;
+
 			if (e->pending[p])
 				SET(e->hdr->resolved, e->hdr->resolved + 1);
 			e->prot[p] = e->pending[p] = 0;

@@ -23,7 +23,8 @@ struct emu {
 	pthread_cond_t cq_cond;		/* a completion posted */
 
 	struct kvm_wtrack_ring_header *hdr;	/* the kernel's writable view */
-	struct kvm_wtrack_event *events;
+	char *events;			/* event i at events + i * event_size */
+	uint32_t event_size;
 	const void *ro_map;		/* the consumer's read-only view */
 	size_t map_len;
 	uint32_t size;
@@ -66,12 +67,21 @@ extern const struct wt_transport emu_transport;
 
 struct emu *emu_create(uint32_t size, uint32_t start, uint32_t events_offset,
 		       uint64_t npages);
+/*
+ * The same with events @event_size bytes apart, as a later kernel may lay
+ * them out: the bytes past struct kvm_wtrack_event are filled with junk.
+ */
+struct emu *emu_create_layout(uint32_t size, uint32_t start, uint32_t events_offset,
+			      uint32_t event_size, uint64_t npages);
 void emu_destroy(struct emu *e);
 void emu_protect(struct emu *e, uint64_t first, uint64_t n);
 bool emu_protected(struct emu *e, uint64_t page);
 /* A vCPU's write: reported and waited on as KVM does; 0 once it landed. */
 int emu_write(struct emu *e, unsigned int vcpu, uint64_t gpa);
-/* A write KVM made itself: reported after the fact, nothing waits. */
+/*
+ * A write KVM made itself: reported after the fact, with the end of the
+ * page's protection (vCPUs waiting on the page go on); nothing waits.
+ */
 int emu_write_landed(struct emu *e, unsigned int vcpu, uint64_t gpa);
 /*
  * Run one command now, outside the transport: its result, and no

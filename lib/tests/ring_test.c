@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <liburing.h>
 #include <linux/kvm.h>
 #include "emu.h"
 #include "tap.h"
@@ -113,8 +114,9 @@ static void check_log(const struct kvm_wtrack_event *log, unsigned int n, struct
 			break;
 		CHECK_EQ(ev->gpa, gpa(ev->vcpu_id, next[ev->vcpu_id]++));
 		CHECK_EQ(ev->size, EMU_PAGE - (ev->gpa & (EMU_PAGE - 1)));
-		CHECK_EQ(ev->flags, KVM_MEMORY_EXIT_FLAG_WRITE_TRACK |
-				    KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE);
+		CHECK_EQ(ev->flags, 0);		/* a stopped write */
+		for (unsigned int r = 0; r < ARRAY_SIZE(ev->reserved); r++)
+			CHECK_EQ(ev->reserved[r], 0);
 	}
 	CHECK_EQ(e->bad_cmds, 0);
 	CHECK_EQ(e->buf_changed, 0);
@@ -129,11 +131,12 @@ static uint64_t spread_gpa(unsigned int v, unsigned int i)
 
 /*
  * @vcpus threads each write @writes pages of their own through a ring of
- * @size entries whose indices start at @start; the consumer takes at most
- * @batch events at a time, and with @fill not before the ring is full.
+ * @size entries whose indices start at @start, its events @event_size
+ * bytes apart (0: sizeof); the consumer takes at most @batch events at a
+ * time, and with @fill not before the ring is full.
  */
 struct stream {
-	uint32_t size, start;
+	uint32_t size, start, event_size;
 	unsigned int vcpus, writes, batch, flags;
 	bool deferred, peek, fill;
 };
@@ -145,7 +148,9 @@ static bool someone_waits_for_space(struct emu *e)
 
 static void run_stream(const struct stream *s, struct wtrack_stats *st)
 {
-	struct emu *e = emu_create(s->size, s->start, 64, s->vcpus * 1000);
+	struct emu *e = emu_create_layout(s->size, s->start, 128,
+					  s->event_size ?: sizeof(struct kvm_wtrack_event),
+					  s->vcpus * 1000);
 	struct wtrack *wt = open_emu(e, s->flags);
 	unsigned int total = s->vcpus * s->writes;
 	struct kvm_wtrack_event *log = calloc(total, sizeof(*log));
@@ -303,6 +308,45 @@ static void test_peek_commit(void)
 	CHECK_EQ(st.sleeps, 0);
 }
 
+/* A later kernel's longer events: read at the header's stride. */
+static void test_event_stride(void)
+{
+	struct stream s = { .size = 16, .start = UINT32_MAX - 9, .event_size = 128,
+			    .vcpus = 4, .writes = 20, .batch = 7 };
+	struct stream p = { .size = 32, .event_size = 72, .vcpus = 3, .writes = 30,
+			    .batch = 64, .peek = true };
+	struct wtrack_stats st;
+
+	run_stream(&s, &st);
+	run_stream(&p, &st);
+}
+
+/* A ring layout the library does not know is refused, not guessed at. */
+static void test_bad_layout(void)
+{
+	static const struct { uint32_t offset, event_size; } bad[] = {
+		{ 4096, sizeof(struct kvm_wtrack_event) - 8 },	/* the old 32 bytes */
+		{ 4096, 0 },
+		{ 4096, sizeof(struct kvm_wtrack_event) + 4 },	/* misaligned */
+		{ 64, sizeof(struct kvm_wtrack_event) },	/* over the header */
+		{ 4100, sizeof(struct kvm_wtrack_event) },
+	};
+
+	for (unsigned int i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct emu *e = emu_create(16, 0, 4096, 16);
+		struct wtrack_params p = { 0 }, q;
+		struct wtrack *wt = NULL;
+
+		/* The emulated kernel's writable view of the header. */
+		e->hdr->events_offset = bad[i].offset;
+		e->hdr->event_size = bad[i].event_size;
+		CHECK_EQ(wt_check_params(&p, &q), 0);
+		CHECK_EQ(wt_ring_open(&q, e->ro_map, &emu_transport, e, &wt), -EIO);
+		CHECK(wt == NULL);
+		emu_destroy(e);
+	}
+}
+
 /* Random program orders, revisited pages included. */
 static uint64_t order[3][64];
 
@@ -377,8 +421,9 @@ static void test_landed(void)
 		for (int i = 0; i < n; i++, got++) {
 			CHECK_EQ(ev[i].gpa, page_gpa(got));
 			CHECK_EQ(ev[i].size, EMU_PAGE);
-			CHECK(ev[i].flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED);
+			CHECK_EQ(ev[i].flags, KVM_WTRACK_EVENT_LANDED);
 			CHECK_EQ(ev[i].seq, got);
+			CHECK(!emu_protected(e, got));	/* ended before posted */
 		}
 	}
 	CHECK(n > 0);
@@ -391,6 +436,51 @@ static void test_landed(void)
 	CHECK(st.space_waits > 0);
 	CHECK_EQ(e->bad_cmds, 0);
 	free(v.gpas);
+	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+static uint64_t page5_gpa(unsigned int v, unsigned int i)
+{
+	(void)v;
+	(void)i;
+	return page_gpa(5) + 0x123;
+}
+
+/*
+ * KVM writes a page a vCPU waits on: the landed event comes with the end
+ * of the page's protection, which releases the vCPU without a resolve.
+ */
+static void test_landed_releases(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct wtrack *wt = open_emu(e, 0);
+	struct kvm_wtrack_event ev[4];
+	struct wtrack_stats st;
+	struct vcpu *v;
+
+	emu_protect(e, 0, 16);
+	v = start_vcpus(e, 1, 1, page5_gpa);
+	CHECK_EQ(wtrack_wait(wt, ev, 4), 1);
+	CHECK_EQ(ev[0].flags, 0);
+	CHECK_EQ(ev[0].gpa, page_gpa(5) + 0x123);
+	CHECK_EQ(ev[0].size, EMU_PAGE - 0x123);
+	CHECK_EQ(emu_write_landed(e, 1, page_gpa(5) + 8), 0);
+	join_vcpus(v, 1);
+	CHECK_EQ(wtrack_wait(wt, ev, 4), 1);
+	CHECK_EQ(ev[0].flags, KVM_WTRACK_EVENT_LANDED);
+	CHECK_EQ(ev[0].gpa, page_gpa(5));
+	CHECK_EQ(ev[0].size, EMU_PAGE);
+	CHECK_EQ(ev[0].vcpu_id, 1);
+	CHECK_EQ(ev[0].seq, 1);
+	CHECK(!emu_protected(e, 5) && emu_protected(e, 4) && emu_protected(e, 6));
+	CHECK_EQ(wtrack_commit(wt), 0);
+	CHECK_EQ(wtrack_stats(wt, &st), 0);
+	CHECK_EQ(st.events, 2);
+	CHECK_EQ(st.resolved, 1);	/* by the landed write */
+	CHECK_EQ(st.resolves, 0);
+	CHECK_EQ(e->khead, e->hdr->tail);
+	CHECK_EQ(e->bad_cmds, 0);
 	wtrack_close(wt);
 	emu_destroy(e);
 }
@@ -439,12 +529,82 @@ static uint64_t page10_gpa(unsigned int v, unsigned int i)
 	return page_gpa(10 + i);
 }
 
-/* The kernel's checks: a bad head or batch is refused and changes nothing. */
+/* One way to spoil a good COMMIT of page 1's resolve, which it must refuse. */
+struct bad_case {
+	const char *what;
+	unsigned int op;
+	int err;
+	void (*spoil)(struct kvm_wtrack_ring_cmd *c, struct kvm_wtrack_resolve *r,
+		      uint32_t khead);
+};
+
+static void head_past_tail(struct kvm_wtrack_ring_cmd *c, struct kvm_wtrack_resolve *r,
+			   uint32_t khead)
+{
+	(void)r;
+	c->head = khead + 2;
+}
+
+static void head_before_last(struct kvm_wtrack_ring_cmd *c, struct kvm_wtrack_resolve *r,
+			     uint32_t khead)
+{
+	(void)r;
+	c->head = khead - 1;
+}
+
+#define SPOIL(name, stmt)							\
+static void name(struct kvm_wtrack_ring_cmd *c, struct kvm_wtrack_resolve *r,	\
+		 uint32_t khead)						\
+{										\
+	(void)c; (void)r; (void)khead;						\
+	stmt;									\
+}
+
+SPOIL(too_many, c->nr_resolve = KVM_WTRACK_RESOLVE_MAX + 1)
+SPOIL(cmd_flags, c->flags = 1)
+SPOIL(cmd_high_flag, c->flags = 1U << 31)
+SPOIL(cmd_reserved0, c->reserved0 = 1)
+SPOIL(cmd_reserved_0, c->reserved[0] = 1)
+SPOIL(cmd_reserved_1, c->reserved[1] = 1ULL << 63)
+SPOIL(cmd_reserved_2, c->reserved[2] = 1)
+SPOIL(res_flags, r[0].flags = 1)
+SPOIL(res_reserved, r[0].reserved = 1)
+SPOIL(second_res_flags, c->nr_resolve = 2; r[1].flags = 1ULL << 40)
+SPOIL(second_res_unaligned, c->nr_resolve = 2; r[1].gpa += 8)
+SPOIL(res_empty, r[0].size = 0)
+SPOIL(addr_without_ranges, c->nr_resolve = 0)
+SPOIL(fetch_with_ranges, (void)0)
+SPOIL(fetch_with_addr, c->nr_resolve = 0)
+
+static const struct bad_case bad_cases[] = {
+	{ "head past tail", KVM_WTRACK_RING_COMMIT, -EINVAL, head_past_tail },
+	{ "head before the last head", KVM_WTRACK_RING_COMMIT, -EINVAL, head_before_last },
+	{ "nr_resolve over the max", KVM_WTRACK_RING_COMMIT, -EINVAL, too_many },
+	{ "cmd flags", KVM_WTRACK_RING_COMMIT, -EINVAL, cmd_flags },
+	{ "cmd flag 31", KVM_WTRACK_RING_COMMIT_AND_FETCH, -EINVAL, cmd_high_flag },
+	{ "cmd reserved0", KVM_WTRACK_RING_COMMIT, -EINVAL, cmd_reserved0 },
+	{ "cmd reserved[0]", KVM_WTRACK_RING_COMMIT, -EINVAL, cmd_reserved_0 },
+	{ "cmd reserved[1]", KVM_WTRACK_RING_COMMIT_AND_FETCH, -EINVAL, cmd_reserved_1 },
+	{ "cmd reserved[2]", KVM_WTRACK_RING_COMMIT, -EINVAL, cmd_reserved_2 },
+	{ "resolve flags", KVM_WTRACK_RING_COMMIT, -EINVAL, res_flags },
+	{ "resolve reserved", KVM_WTRACK_RING_COMMIT_AND_FETCH, -EINVAL, res_reserved },
+	{ "second resolve's flags", KVM_WTRACK_RING_COMMIT, -EINVAL, second_res_flags },
+	{ "second resolve unaligned", KVM_WTRACK_RING_COMMIT, -EINVAL, second_res_unaligned },
+	{ "empty resolve", KVM_WTRACK_RING_COMMIT, -EINVAL, res_empty },
+	{ "COMMIT: an address, no ranges", KVM_WTRACK_RING_COMMIT, -EINVAL,
+	  addr_without_ranges },
+	{ "FETCH with ranges", KVM_WTRACK_RING_FETCH, -EINVAL, fetch_with_ranges },
+	{ "FETCH with an address", KVM_WTRACK_RING_FETCH, -EINVAL, fetch_with_addr },
+};
+
+/*
+ * The kernel's checks: a bad head, batch, flag or reserved field is
+ * refused and changes nothing, not even the part of the command that was
+ * good (page 1's resolve, the head).
+ */
 static void test_bad_cmd(void)
 {
 	struct emu *e = emu_create(16, UINT32_MAX - 1, 4096, 16);
-	struct kvm_wtrack_resolve r = { page_gpa(1), EMU_PAGE };
-	struct kvm_wtrack_ring_cmd c = { .nr_resolve = 1, .resolve_addr = (uintptr_t)&r };
 	struct kvm_wtrack_ring_header before;
 	struct wtrack *wt = open_emu(e, 0);
 	struct kvm_wtrack_event ev[2];
@@ -454,17 +614,30 @@ static void test_bad_cmd(void)
 	v = start_vcpus(e, 1, 1, page10_gpa);
 	CHECK_EQ(wtrack_wait(wt, ev, 2), 1);		/* tail is now head + 1 */
 	before = *e->hdr;
-	c.head = e->khead + 2;				/* past tail */
-	CHECK_EQ(emu_cmd(e, KVM_WTRACK_RING_COMMIT, &c, 9), -EINVAL);
-	c.head = e->khead - 1;				/* before the last head */
-	CHECK_EQ(emu_cmd(e, KVM_WTRACK_RING_COMMIT, &c, 9), -EINVAL);
-	c.head = e->khead + 1;
-	c.nr_resolve = KVM_WTRACK_RESOLVE_MAX + 1;
-	CHECK_EQ(emu_cmd(e, KVM_WTRACK_RING_COMMIT, &c, 9), -EINVAL);
+	for (unsigned int i = 0; i < ARRAY_SIZE(bad_cases); i++) {
+		const struct bad_case *b = &bad_cases[i];
+		struct kvm_wtrack_resolve r[2] = {
+			{ .gpa = page_gpa(1), .size = EMU_PAGE },
+			{ .gpa = page_gpa(2), .size = EMU_PAGE },
+		};
+		struct kvm_wtrack_ring_cmd c = {
+			.head = e->khead + 1,
+			.nr_resolve = 1,
+			.resolve_addr = (uintptr_t)r,
+		};
+		int ret;
+
+		b->spoil(&c, r, e->khead);
+		ret = emu_cmd(e, b->op, &c, 9);
+		if (ret != b->err)
+			printf("# %s: %d, want %d\n", b->what, ret, b->err);
+		CHECK_EQ(ret, b->err);
+	}
 	CHECK(!memcmp(&before, e->hdr, sizeof(before)));
 	CHECK_EQ(e->khead, before.head);
-	CHECK(emu_protected(e, 1));
-	CHECK_EQ(e->bad_cmds, 3);
+	CHECK(emu_protected(e, 1) && emu_protected(e, 2));
+	CHECK(!e->fetch_waiting);
+	CHECK_EQ(e->bad_cmds, ARRAY_SIZE(bad_cases));
 	/* The library's state is untouched by those: it goes on. */
 	e->bad_cmds = 0;
 	CHECK_EQ(wtrack_resolve(wt, ev[0].gpa, ev[0].size), 0);
@@ -472,6 +645,24 @@ static void test_bad_cmd(void)
 	join_vcpus(v, 1);
 	CHECK_EQ(e->bad_cmds, 0);
 	wtrack_close(wt);
+	emu_destroy(e);
+}
+
+/* A resolve of pages without memory: skipped, the rest resolved. */
+static void test_resolve_outside(void)
+{
+	struct emu *e = emu_create(16, 0, 4096, 16);
+	struct kvm_wtrack_resolve r[2] = {
+		{ .gpa = EMU_BASE_GPA - 4 * EMU_PAGE, .size = 6 * EMU_PAGE },
+		{ .gpa = page_gpa(15), .size = 4 * EMU_PAGE },
+	};
+	struct kvm_wtrack_ring_cmd c = { .nr_resolve = 2, .resolve_addr = (uintptr_t)r };
+
+	emu_protect(e, 0, 16);
+	CHECK_EQ(emu_cmd(e, KVM_WTRACK_RING_COMMIT, &c, 9), 0);
+	CHECK(!emu_protected(e, 0) && !emu_protected(e, 1) && emu_protected(e, 2));
+	CHECK(emu_protected(e, 14) && !emu_protected(e, 15));
+	CHECK_EQ(e->unprotected_pages, 3);
 	emu_destroy(e);
 }
 
@@ -645,6 +836,9 @@ static void test_uring_transport(void)
 		if (ret) {
 			tap_skipped = flags ? "no io_uring SQPOLL here" : "no io_uring here";
 		} else {
+			/* The command needs 128-byte SQEs (struct wt_uring starts
+			 * with its struct io_uring). */
+			CHECK(((struct io_uring *)priv)->flags & IORING_SETUP_SQE128);
 			CHECK_EQ(wt_check_params(&p, &q), 0);
 			CHECK_EQ(wt_ring_open(&q, e->ro_map, &wt_uring_transport, priv, &wt), 0);
 			CHECK_EQ(wtrack_wait(wt, ev, 4), -EOPNOTSUPP);
@@ -664,39 +858,52 @@ static void test_uring_transport(void)
 	}
 }
 
-/* The memory_fault report, as KVM lays it out in kvm_run. */
+/* A report as KVM lays it out in kvm_run: four words from the exit union. */
 static void craft_exit(struct kvm_run *run, __u32 reason, __u64 flags, __u64 gpa, __u64 size)
 {
-	const __u64 mf[3] = { flags, gpa, size };
+	const __u64 words[4] = { flags, gpa, size, 0 };
 
 	_Static_assert(offsetof(struct kvm_run, hw) == 32, "kvm_run layout");
 	memset(run, 0, sizeof(*run));
 	run->exit_reason = reason;
-	memcpy(&run->hw, mf, sizeof(mf));
+	memcpy((char *)run + offsetof(struct kvm_run, hw), words, sizeof(words));
 }
 
 static void test_exit_event(void)
 {
-	const __u64 wt = KVM_MEMORY_EXIT_FLAG_WRITE_TRACK | KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE;
-	const __u64 landed = wt | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
+	const __u64 wt = KVM_MEMORY_EXIT_FLAG_WRITE_TRACK;
+	const __u64 landed = KVM_WTRACK_EVENT_LANDED;
 	struct kvm_wtrack_event ev;
 	struct kvm_run run;
 
+	/* A stopped write: EFAULT, memory_fault; the event's flags are 0. */
 	craft_exit(&run, 39, wt, 0x12345, 0xcbb);
 	memset(&ev, 0xff, sizeof(ev));
 	CHECK_EQ(wtrack_exit_event(&run, 3, &ev), 1);
 	CHECK_EQ(ev.gpa, 0x12345);
 	CHECK_EQ(ev.size, 0xcbb);
 	CHECK_EQ(ev.vcpu_id, 3);
-	CHECK_EQ(ev.flags, wt);
+	CHECK_EQ(ev.flags, 0);
 	CHECK_EQ(ev.seq, 0);
-	craft_exit(&run, 39, landed, 0x7000, 0x1000);
+	for (unsigned int i = 0; i < ARRAY_SIZE(ev.reserved); i++)
+		CHECK_EQ(ev.reserved[i], 0);
+	/* With upstream's bits set too (private), still ours, still 0. */
+	craft_exit(&run, 39, wt | (1ULL << 3), 0x2000, 0x1000);
+	CHECK_EQ(wtrack_exit_event(&run, 3, &ev), 1);
+	CHECK_EQ(ev.flags, 0);
+	/* A landed write: its own exit reason, kvm_run.wtrack_landed. */
+	craft_exit(&run, KVM_EXIT_WTRACK_LANDED, landed, 0x7000, 0x1000);
+	memset(&ev, 0xff, sizeof(ev));
 	CHECK_EQ(wtrack_exit_event(&run, 0, &ev), 1);
 	CHECK_EQ(ev.flags, landed);
 	CHECK_EQ(ev.gpa, 0x7000);
-	craft_exit(&run, 39, landed | KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW, 0, 0);
+	CHECK_EQ(ev.size, 0x1000);
+	CHECK_EQ(ev.vcpu_id, 0);
+	CHECK_EQ(ev.seq, 0);
+	CHECK_EQ(ev.reserved[0], 0);
+	craft_exit(&run, KVM_EXIT_WTRACK_LANDED, landed | KVM_WTRACK_EVENT_OVERFLOW, 0, 0);
 	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 1);
-	CHECK(ev.flags & KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW);
+	CHECK_EQ(ev.flags, landed | KVM_WTRACK_EVENT_OVERFLOW);
 	CHECK_EQ(ev.gpa, 0);
 	CHECK_EQ(ev.size, 0);
 	/* A private/shared conversion request is not ours. */
@@ -704,7 +911,12 @@ static void test_exit_event(void)
 	memset(&ev, 0xab, sizeof(ev));
 	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 0);
 	CHECK_EQ(ev.gpa, 0xababababababababULL);
+	/* Our old landed flags on a memory fault mean nothing now. */
+	craft_exit(&run, 39, (1ULL << 33) | (1ULL << 34), 0x8000, 0x1000);
+	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 0);
 	craft_exit(&run, KVM_EXIT_IO, wt, 0x8000, 0x1000);
+	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 0);
+	craft_exit(&run, 1024, landed, 0x8000, 0x1000);	/* KVM_EXIT_VMWARE */
 	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 0);
 	CHECK_EQ(wtrack_exit_event(NULL, 1, &ev), -EINVAL);
 	CHECK_EQ(wtrack_exit_event(&run, 1, NULL), -EINVAL);
@@ -720,10 +932,14 @@ static const struct tap_test tests[] = {
 	{ "full_ring_busy_poll", test_full_ring_busy_poll },
 	{ "full_ring_deferred", test_full_ring_deferred },
 	{ "peek_commit", test_peek_commit },
+	{ "event_stride", test_event_stride },
+	{ "bad_layout", test_bad_layout },
 	{ "ordering", test_ordering },
 	{ "coalesce", test_coalesce },
 	{ "landed", test_landed },
+	{ "landed_releases", test_landed_releases },
 	{ "bad_cmd", test_bad_cmd },
+	{ "resolve_outside", test_resolve_outside },
 	{ "resolve_split", test_resolve_split },
 	{ "resolve_ranges", test_resolve_ranges },
 	{ "eintr", test_eintr },
