@@ -369,14 +369,18 @@ static void report_failure(struct snapvm *v, unsigned int idx)
  * A write exit that KVM_RUN returned just before the snapshot ended may
  * reach this thread after the engine is gone: its page is unprotected
  * by now, so running again lets the write land.  The same page reported
- * again would mean it stayed protected.
+ * again would mean it stayed protected.  A late landed write needs
+ * nothing: KVM ended its page's protection when it reported it.
  */
 static void late_exit(struct kvm_vcpu *vcpu, unsigned int idx, uint64_t *late_gpa)
 {
 	struct kvm_wtrack_event ev;
 
 	TEST_ASSERT(wtrack_exit_event(vcpu->run, idx, &ev) == 1,
-		    "vCPU %u: KVM_RUN failed with EFAULT", idx);
+		    "vCPU %u: KVM_RUN: unexpected exit %s", idx,
+		    exit_reason_str(vcpu->run->exit_reason));
+	if (ev.flags & KVM_WTRACK_EVENT_LANDED)
+		return;
 	TEST_ASSERT(ev.gpa != *late_gpa,
 		    "vCPU %u: %#llx stayed protected after the snapshot", idx,
 		    (unsigned long long)ev.gpa);
@@ -415,7 +419,7 @@ static void *vcpu_thread(void *arg)
 	struct kvm_vcpu *vcpu = v->vcpus[a->idx];
 	uint64_t late_gpa = -1ULL;
 	struct wtsnap *engine;
-	bool midway;
+	bool midway, landed;
 
 	for (;;) {
 		int r = __vcpu_run(vcpu);
@@ -431,12 +435,19 @@ static void *vcpu_thread(void *arg)
 				break;
 			continue;
 		}
-		if (r < 0 && errno == EFAULT && (engine = READ_ONCE(v->engine))) {
+		/*
+		 * Exit mode: a stopped write fails with EFAULT, a write KVM
+		 * made itself returns KVM_EXIT_WTRACK_LANDED.
+		 */
+		landed = !r && vcpu->run->exit_reason == KVM_EXIT_WTRACK_LANDED;
+		if ((landed || (r < 0 && errno == EFAULT)) &&
+		    (engine = READ_ONCE(v->engine))) {
 			r = wtsnap_handle_exit(engine, a->idx, vcpu->run);
-			TEST_ASSERT(r == 1, "KVM_RUN: EFAULT, engine says %d", r);
+			TEST_ASSERT(r == 1, "KVM_RUN: %s, engine says %d",
+				    landed ? "landed" : "EFAULT", r);
 			continue;
 		}
-		if (r < 0 && errno == EFAULT) {
+		if (landed || (r < 0 && errno == EFAULT)) {
 			late_exit(vcpu, a->idx, &late_gpa);
 			continue;
 		}
