@@ -796,7 +796,7 @@ static bool hb_untouched(FIXTURE_DATA(hb) *self, uint64_t gpa, int len)
 static void hb_exit_mode(struct __test_metadata *_metadata, FIXTURE_DATA(hb) *self)
 {
 	vm_wtrack_protect(self->vm, PAGE(0), 2 * PAGE_SIZE);
-	__vcpu_run_to_wtrack_exit(self->vcpu, HB_BUF, 1);
+	vcpu_run_to_wtrack_exit(self->vcpu, HB_BUF);
 	ASSERT_EQ(self->given, 0);
 
 	vm_wtrack_unprotect(self->vm, PAGE(0), PAGE_SIZE);
@@ -804,11 +804,11 @@ static void hb_exit_mode(struct __test_metadata *_metadata, FIXTURE_DATA(hb) *se
 	vm_wtrack_protect(self->vm, PAGE(0), PAGE_SIZE);
 	give_hb_chunk(self);
 	ASSERT_EQ(self->given, 16);
-	__vcpu_run_to_wtrack_exit(self->vcpu, HB_BUF, 1);
+	vcpu_run_to_wtrack_exit(self->vcpu, HB_BUF);
 	ASSERT_TRUE(hb_untouched(self, HB_BUF, HB_LEN));
 
 	vm_wtrack_unprotect(self->vm, PAGE(0), PAGE_SIZE);
-	__vcpu_run_to_wtrack_exit(self->vcpu, PAGE(1), 1);
+	vcpu_run_to_wtrack_exit(self->vcpu, PAGE(1));
 	ASSERT_TRUE(hb_untouched(self, PAGE(1), 32));
 
 	vm_wtrack_unprotect(self->vm, PAGE(1), PAGE_SIZE);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Writes made by KVM's instruction emulator to protected pages: each one
- * stops before any byte lands, is reported with the exact GPA and access
- * size, leaves no half-done instruction in the registers, and lands once
- * after the page is unprotected.  The instructions are forced through the
+ * stops before any byte lands, is reported with the GPA of the first
+ * protected byte it touches and the rest of that page (as the MMU's stops
+ * are, whatever the access size), leaves no half-done instruction in the
+ * registers, and lands once after the page is unprotected.  The instructions are forced through the
  * emulator with KVM's forced emulation prefix (kvm.force_emulation_prefix,
  * which the fixture turns on for the test's duration); string I/O is
  * always emulated.
@@ -143,17 +144,23 @@ static bool untouched(struct kvm_vm *vm, uint64_t gpa, size_t len)
 }
 
 /*
- * Run to the emulator's stop at @gpa, @size bytes, and return the registers
- * there.  KVM skips the forced emulation prefix before it emulates, so the
- * retry runs the bare instruction natively, and that write is stopped by
- * the MMU (wtrack_exit_test) until the page is unprotected.
+ * Run to the emulator's stop at @gpa, and return the registers there.  KVM
+ * skips the forced emulation prefix before it emulates, so the retry runs
+ * the bare instruction natively, and that write is stopped by the MMU
+ * (wtrack_exit_test) until the page is unprotected: with the same report,
+ * and nothing changed in between.
  */
-static struct kvm_regs stop(struct kvm_vcpu *vcpu, uint64_t gpa, uint64_t size)
+static struct kvm_regs stop(struct kvm_vcpu *vcpu, uint64_t gpa)
 {
-	struct kvm_regs regs;
+	struct kvm_regs regs, again;
 
-	__vcpu_run_to_wtrack_exit(vcpu, gpa, size);
+	vcpu_run_to_wtrack_exit(vcpu, gpa);
 	vcpu_regs_get(vcpu, &regs);
+	vcpu_run_to_wtrack_exit(vcpu, gpa);
+	vcpu_regs_get(vcpu, &again);
+	TEST_ASSERT(!memcmp(&regs, &again, sizeof(regs)),
+		    "the retried write moved the registers (RIP 0x%llx -> 0x%llx)",
+		    regs.rip, again.rip);
 	return regs;
 }
 
@@ -164,7 +171,7 @@ TEST_F(emul, mov_stops_then_lands_once)
 	vm_wtrack_protect(self->vm, PAGE(2), PAGE_SIZE);
 	set_guest_op(self->vm, OP_MOV, gpa, 0x1122334455667788ULL, 0);
 
-	stop(self->vcpu, gpa, 8);
+	stop(self->vcpu, gpa);
 	ASSERT_TRUE(untouched(self->vm, PAGE(2), PAGE_SIZE));
 
 	vm_wtrack_unprotect(self->vm, PAGE(2), PAGE_SIZE);
@@ -180,7 +187,7 @@ TEST_F(emul, straddling_write_lands_no_half)
 	vm_wtrack_protect(self->vm, PAGE(3), PAGE_SIZE);
 	set_guest_op(self->vm, OP_MOV, gpa, 0x1122334455667788ULL, 0);
 
-	stop(self->vcpu, PAGE(3), 4);
+	stop(self->vcpu, PAGE(3));
 	ASSERT_TRUE(untouched(self->vm, gpa, 8));
 
 	vm_wtrack_unprotect(self->vm, PAGE(3), PAGE_SIZE);
@@ -188,7 +195,7 @@ TEST_F(emul, straddling_write_lands_no_half)
 	ASSERT_EQ(*(uint64_t *)hva(self->vm, gpa), 0x1122334455667788ULL);
 }
 
-/* The first half is protected: reported there, with its own size. */
+/* The first half is protected: reported there, to the end of its page. */
 TEST_F(emul, straddling_write_first_half_protected)
 {
 	uint64_t gpa = PAGE(4) - 2;
@@ -196,7 +203,7 @@ TEST_F(emul, straddling_write_first_half_protected)
 	vm_wtrack_protect(self->vm, PAGE(3), PAGE_SIZE);
 	set_guest_op(self->vm, OP_MOV, gpa, 0x1122334455667788ULL, 0);
 
-	stop(self->vcpu, gpa, 2);
+	stop(self->vcpu, gpa);
 	ASSERT_TRUE(untouched(self->vm, gpa, 8));
 
 	vm_wtrack_unprotect(self->vm, PAGE(3), PAGE_SIZE);
@@ -211,7 +218,7 @@ TEST_F(emul, locked_cmpxchg_applies_once)
 	vm_wtrack_protect(self->vm, PAGE(1), PAGE_SIZE);
 	set_guest_op(self->vm, OP_CMPXCHG, gpa, 42, 0);
 
-	stop(self->vcpu, gpa, 8);
+	stop(self->vcpu, gpa);
 	ASSERT_EQ(*(uint64_t *)hva(self->vm, gpa), PATTERN);
 
 	vm_wtrack_unprotect(self->vm, PAGE(1), PAGE_SIZE);
@@ -228,7 +235,7 @@ TEST_F(emul, descriptor_table_store_stops)
 	vm_wtrack_protect(self->vm, PAGE(5), PAGE_SIZE);
 	set_guest_op(self->vm, OP_SGDT, gpa, 0, 0);
 
-	stop(self->vcpu, gpa, 10);
+	stop(self->vcpu, gpa);
 	ASSERT_TRUE(untouched(self->vm, gpa, 10));
 
 	vm_wtrack_unprotect(self->vm, PAGE(5), PAGE_SIZE);
@@ -247,7 +254,7 @@ TEST_F(emul, push_leaves_rsp_alone)
 	vm_wtrack_protect(self->vm, PAGE(6), PAGE_SIZE);
 	set_guest_op(self->vm, OP_PUSH, top, 0xabcdef, 0);
 
-	regs = stop(self->vcpu, top - 8, 8);
+	regs = stop(self->vcpu, top - 8);
 	ASSERT_EQ(regs.rsp, top);
 	ASSERT_TRUE(untouched(self->vm, top - 8, 8));
 
@@ -269,7 +276,7 @@ TEST_F(emul, rep_string_stops_at_the_protected_page)
 	vm_wtrack_protect(self->vm, PAGE(3), PAGE_SIZE);
 	set_guest_op(self->vm, OP_REP_STOSB, start, 0xaa, 64);
 
-	regs = stop(self->vcpu, PAGE(3), 1);
+	regs = stop(self->vcpu, PAGE(3));
 	ASSERT_EQ(regs.rdi, PAGE(3));
 	ASSERT_EQ(regs.rcx, 48);
 	for (int i = 0; i < 16; i++)
@@ -296,7 +303,7 @@ TEST_F(emul, rep_insb_reads_the_port_once)
 	vm_wtrack_protect(self->vm, PAGE(7), PAGE_SIZE);
 	set_guest_op(self->vm, OP_REP_INSB, gpa, 0, 4);
 
-	stop(self->vcpu, gpa, 1);
+	stop(self->vcpu, gpa);
 	ASSERT_TRUE(untouched(self->vm, gpa, 4));
 
 	vm_wtrack_unprotect(self->vm, PAGE(7), PAGE_SIZE);
@@ -347,14 +354,14 @@ TEST_F(emul, rep_insb_keeps_port_data_across_a_stop)
 	ASSERT_EQ(given, 8);
 
 	vm_wtrack_protect(self->vm, PAGE(3), 2 * PAGE_SIZE);
-	__vcpu_run_to_wtrack_exit(self->vcpu, gpa, 1);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 	ASSERT_TRUE(untouched(self->vm, gpa, 16));
 
 	/* Still stopped: the completion waits for the page, not a new read. */
-	__vcpu_run_to_wtrack_exit(self->vcpu, gpa, 1);
+	vcpu_run_to_wtrack_exit(self->vcpu, gpa);
 
 	vm_wtrack_unprotect(self->vm, PAGE(3), PAGE_SIZE);
-	__vcpu_run_to_wtrack_exit(self->vcpu, PAGE(4), 1);
+	vcpu_run_to_wtrack_exit(self->vcpu, PAGE(4));
 	for (int i = 0; i < 8; i++)
 		ASSERT_EQ(hva(self->vm, gpa)[i], 0xd0 + i);
 	ASSERT_TRUE(untouched(self->vm, PAGE(4), 8));

@@ -2,10 +2,13 @@
 /*
  * Writes KVM makes to guest memory on its own cannot be stopped and
  * retried like a guest's: when one lands on a protected page, the next
- * KVM_RUN fails with EFAULT and a KVM_EXIT_MEMORY_FAULT that names the
- * page and is flagged as landed, the page is no longer protected, and the
- * KVM_RUN after it goes on with the guest.  Here: the kvmclock and steal-time areas, which KVM updates when
- * the guest enables them and again later.  vmcb12 is in wtrack_nested_test.
+ * KVM_RUN returns 0 with exit reason KVM_EXIT_WTRACK_LANDED, which names
+ * the page in kvm_run.wtrack_landed; the page is no longer protected, and
+ * the KVM_RUN after it goes on with the guest.  It is not a fault: no
+ * EFAULT, and no KVM_EXIT_MEMORY_FAULT.  Here: the kvmclock and steal-time
+ * areas, which KVM updates when the guest enables them and again later,
+ * Hyper-V hypercall pages, and a task switch.  vmcb12 is in
+ * wtrack_nested_test.
  */
 #include "kvm_util.h"
 #include "processor.h"
@@ -123,8 +126,8 @@ static void set_hypercall_page(struct kvm_vcpu *vcpu, uint64_t gpa)
 
 TEST_F(landed, overflow_is_reported)
 {
-	const uint64_t flags = WTRACK_EXIT_FLAGS | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
-	struct kvm_run *run = self->vcpu->run;
+	const uint64_t flags = KVM_WTRACK_EVENT_LANDED | KVM_WTRACK_EVENT_OVERFLOW;
+	struct kvm_wtrack_landed_exit *l = &self->vcpu->run->wtrack_landed;
 	int i;
 
 	vcpu_set_hv_cpuid(self->vcpu);
@@ -134,16 +137,16 @@ TEST_F(landed, overflow_is_reported)
 		set_hypercall_page(self->vcpu, PAGE(i));
 
 	for (i = 0; i < QUEUED; i++) {
-		ASSERT_EQ(_vcpu_run(self->vcpu), -1);
-		ASSERT_EQ(errno, EFAULT);
-		ASSERT_EQ(run->memory_fault.flags, flags);
-		ASSERT_EQ(run->memory_fault.gpa, PAGE(i));
+		ASSERT_EQ(_vcpu_run(self->vcpu), 0);
+		assert_wtrack_landed(self->vcpu, PAGE(i));
 	}
-	ASSERT_EQ(_vcpu_run(self->vcpu), -1);
-	ASSERT_EQ(errno, EFAULT);
-	ASSERT_EQ(run->memory_fault.flags, flags | KVM_MEMORY_EXIT_FLAG_WTRACK_OVERFLOW);
-	ASSERT_EQ(run->memory_fault.gpa, 0);
-	ASSERT_EQ(run->memory_fault.size, 0);
+	ASSERT_EQ(_vcpu_run(self->vcpu), 0);
+	TEST_ASSERT_KVM_EXIT_REASON(self->vcpu, KVM_EXIT_WTRACK_LANDED);
+	ASSERT_EQ(l->flags, flags);
+	ASSERT_EQ(l->gpa, 0);
+	ASSERT_EQ(l->size, 0);
+	for (i = 0; i < ARRAY_SIZE(l->reserved); i++)
+		ASSERT_EQ(l->reserved[i], 0);
 
 	/* The guest runs again; an unnamed page is still protected. */
 	set_guest_wrmsr(self->vm, HV_X64_MSR_GUEST_OS_ID, HYPERV_LINUX_OS_ID);
@@ -243,7 +246,6 @@ static void setup_task_switch(struct kvm_vm *vm, struct kvm_vcpu *vcpu)
 
 TEST_F(landed, task_switch_write_is_reported)
 {
-	const uint64_t flags = WTRACK_EXIT_FLAGS | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
 	struct kvm_run *run = self->vcpu->run;
 	uint32_t *tss1;
 	int r;
@@ -253,10 +255,6 @@ TEST_F(landed, task_switch_write_is_reported)
 	vm_wtrack_protect(self->vm, TS_TSS1, PAGE_SIZE);
 
 	r = _vcpu_run(self->vcpu);
-	ASSERT_EQ(r, -1);
-	ASSERT_EQ(errno, EFAULT);
-	ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	ASSERT_EQ(run->memory_fault.gpa & ~(PAGE_SIZE - 1), TS_TSS1);
 
 	/*
 	 * A CPU that switches tasks itself, without the task-switch
@@ -265,12 +263,16 @@ TEST_F(landed, task_switch_write_is_reported)
 	 * under test, is never reached.  Whether such a CPU can resume a
 	 * task switch it faulted in is its business, not KVM's.
 	 */
-	if (run->memory_fault.flags == WTRACK_EXIT_FLAGS) {
+	if (r == -1 && errno == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+		ASSERT_EQ(run->memory_fault.flags, WTRACK_EXIT_FLAGS);
+		ASSERT_EQ(run->memory_fault.gpa & ~(PAGE_SIZE - 1), TS_TSS1);
+		ASSERT_EQ(run->memory_fault.size, wtrack_stop_size(run->memory_fault.gpa));
 		ASSERT_NE(tss1[TSS_EIP / 4], TS_CODE + 7);
 		SKIP(return, "the CPU switched tasks without KVM's emulation (QEMU's SVM does not intercept task switches); its TSS write was stopped instead");
 	}
-	ASSERT_EQ(run->memory_fault.flags, flags);
-	ASSERT_EQ(run->memory_fault.gpa, TS_TSS1);
+	ASSERT_EQ(r, 0) TH_LOG("KVM_RUN: errno %d, exit %s", errno,
+			       exit_reason_str(run->exit_reason));
+	assert_wtrack_landed(self->vcpu, TS_TSS1);
 	ASSERT_EQ(tss1[TSS_EIP / 4], TS_CODE + 7);
 
 	/* Nothing is retried: the new task runs. */

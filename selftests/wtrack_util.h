@@ -12,8 +12,8 @@
 #include "kvm_util.h"
 #include "ucall_common.h"
 
-#define WTRACK_EXIT_FLAGS \
-	(KVM_MEMORY_EXIT_FLAG_WRITE_TRACK | KVM_MEMORY_EXIT_FLAG_WTRACK_WRITE)
+/* memory_fault.flags of a stopped write: our bit and nothing else. */
+#define WTRACK_EXIT_FLAGS	KVM_MEMORY_EXIT_FLAG_WRITE_TRACK
 
 static inline void vm_enable_wtrack(struct kvm_vm *vm, uint64_t flags)
 {
@@ -91,9 +91,18 @@ static inline void vcpu_run_to_ucall(struct kvm_vcpu *vcpu, uint64_t want)
 	TEST_ASSERT(uc.cmd == want, "ucall %lu, want %lu", uc.cmd, want);
 }
 
-/* Run and expect the write-tracking exit for a write of @size at @gpa. */
-static inline void __vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa,
-					     uint64_t size)
+/* The bytes a stop at @gpa reports: always the rest of its page. */
+static inline uint64_t wtrack_stop_size(uint64_t gpa)
+{
+	return PAGE_SIZE - (gpa & (PAGE_SIZE - 1));
+}
+
+/*
+ * Run and expect the write-tracking stop whose first protected byte is
+ * @gpa.  Every stop, by the MMU or by KVM's emulator, reports the rest of
+ * the page from there, whatever the access size.
+ */
+static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
 {
 	struct kvm_run *run = vcpu->run;
 	int r = _vcpu_run(vcpu);
@@ -102,34 +111,35 @@ static inline void __vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa
 		    "KVM_RUN: want -1/EFAULT, got %d errno %d (exit %s)", r, errno,
 		    exit_reason_str(run->exit_reason));
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT((run->memory_fault.flags & WTRACK_EXIT_FLAGS) == WTRACK_EXIT_FLAGS,
-		    "flags 0x%llx lack the write-tracking bits", run->memory_fault.flags);
-	TEST_ASSERT(!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE),
-		    "a shared-memory write reported as private");
-	TEST_ASSERT(!(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED),
-		    "a stopped write reported as landed");
+	TEST_ASSERT(run->memory_fault.flags == WTRACK_EXIT_FLAGS,
+		    "memory_fault.flags 0x%llx, want 0x%llx (write tracking only)",
+		    run->memory_fault.flags, WTRACK_EXIT_FLAGS);
 	TEST_ASSERT_EQ(run->memory_fault.gpa, gpa);
-	TEST_ASSERT_EQ(run->memory_fault.size, size);
+	TEST_ASSERT_EQ(run->memory_fault.size, wtrack_stop_size(gpa));
 }
 
-/*
- * A hardware write fault does not tell the access size: the exit reports
- * the rest of the page.
- */
-static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
+/* Assert that the last KVM_RUN returned a landed-write exit for @page. */
+static inline void assert_wtrack_landed(struct kvm_vcpu *vcpu, uint64_t page)
 {
-	__vcpu_run_to_wtrack_exit(vcpu, gpa, PAGE_SIZE - (gpa & (PAGE_SIZE - 1)));
+	struct kvm_wtrack_landed_exit *l = &vcpu->run->wtrack_landed;
+
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_WTRACK_LANDED);
+	TEST_ASSERT(l->flags == KVM_WTRACK_EVENT_LANDED,
+		    "wtrack_landed.flags 0x%llx, want LANDED", l->flags);
+	TEST_ASSERT_EQ(l->gpa, page);
+	TEST_ASSERT_EQ(l->size, PAGE_SIZE);
+	for (int i = 0; i < ARRAY_SIZE(l->reserved); i++)
+		TEST_ASSERT_EQ(l->reserved[i], 0);
 }
 
 /*
  * Run until the guest makes the ucall @want, accepting only reports of
- * writes KVM made itself to @page (flagged as landed) on the way.
- * Returns how many there were.
+ * writes KVM made itself to @page on the way: KVM_RUN returns 0 with
+ * KVM_EXIT_WTRACK_LANDED.  Returns how many there were.
  */
 static inline int vcpu_run_count_landed(struct kvm_vcpu *vcpu, uint64_t page,
 					uint64_t want)
 {
-	const uint64_t flags = WTRACK_EXIT_FLAGS | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED;
 	struct kvm_run *run = vcpu->run;
 	struct ucall uc;
 	int n;
@@ -137,16 +147,12 @@ static inline int vcpu_run_count_landed(struct kvm_vcpu *vcpu, uint64_t page,
 	for (n = 0; n < 1000; n++) {
 		int r = _vcpu_run(vcpu);
 
-		if (r == -1 && errno == EFAULT &&
-		    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
-			TEST_ASSERT(run->memory_fault.flags == flags,
-				    "flags 0x%llx, want 0x%lx", run->memory_fault.flags, flags);
-			TEST_ASSERT_EQ(run->memory_fault.gpa, page);
-			TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE);
-			continue;
-		}
 		TEST_ASSERT(!r, "KVM_RUN failed: %d errno %d (exit %s)", r, errno,
 			    exit_reason_str(run->exit_reason));
+		if (run->exit_reason == KVM_EXIT_WTRACK_LANDED) {
+			assert_wtrack_landed(vcpu, page);
+			continue;
+		}
 		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 		if (get_ucall(vcpu, &uc) == UCALL_ABORT)
 			REPORT_GUEST_ASSERT(uc);
