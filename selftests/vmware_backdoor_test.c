@@ -9,7 +9,9 @@
  * - KVM_CAP_X86_VMWARE_HYPERCALL: VMCALL/VMMCALL with the magic in EAX
  *   exits with the protocol's registers and the CPL, and the registers
  *   userspace returns reach the guest; other hypercalls (KVM's, Hyper-V's)
- *   behave as without it.
+ *   behave as without it, and so does every hypercall once the guest has
+ *   enabled Hyper-V's (its OS ID set): RAX is no input of those, and may
+ *   hold the magic by chance.
  * - KVM_CAP_X86_VMWARE_NESTED_BACKDOOR_L0: L2's backdoor at CPL3 goes to
  *   L0 with it, to L1 without it; everything else goes to L1 either way.
  *   SVM runs under QEMU's emulation; VMX builds and skips there.
@@ -22,6 +24,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <time.h>
+
+#include <linux/kvm_vmware.h>
 
 #include "kvm_util.h"
 #include "processor.h"
@@ -274,7 +278,11 @@ static void guest_hypercalls(uint64_t rax)
 	GUEST_DONE();
 }
 
-/* A Hyper-V hypercall with an invalid code, then a VMware one. */
+/*
+ * With Hyper-V hypercalls enabled, a hypercall is Hyper-V's, the VMware
+ * magic in RAX or not: one with an invalid code each way.  Its OS ID
+ * cleared, the guest's VMware hypercall exits to userspace again.
+ */
 static void guest_hyperv_then_vmware(uint64_t hypercall_page)
 {
 	wrmsr(HV_X64_MSR_GUEST_OS_ID, HYPERV_LINUX_OS_ID);
@@ -286,6 +294,13 @@ static void guest_hyperv_then_vmware(uint64_t hypercall_page)
 	bdoor_op(&req);
 	GUEST_ASSERT_EQ(req.rax, HV_STATUS_INVALID_HYPERCALL_CODE);
 
+	req = hcall_req(KVM_VMWARE_MAGIC);
+	req.rcx = 0xffff;
+	req.rdx = 0;
+	bdoor_op(&req);
+	GUEST_ASSERT_EQ(req.rax, HV_STATUS_INVALID_HYPERCALL_CODE);
+
+	wrmsr(HV_X64_MSR_GUEST_OS_ID, 0);
 	req = hcall_req(KVM_VMWARE_MAGIC);
 	bdoor_op(&req);
 	GUEST_SYNC1(3);
