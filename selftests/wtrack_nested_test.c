@@ -4,7 +4,10 @@
  * reports the L1 guest-physical address while the vCPU stays in guest
  * mode, no byte lands, and L2 completes the write after the unprotect;
  * without nested paging and with nested NPT mapping L2's addresses
- * elsewhere.
+ * elsewhere.  Like every stop, the exit names the first protected byte and
+ * the rest of its page.  KVM's own write of vmcb12 at a nested VM-exit
+ * lands and is reported as landed; L1's VMSAVE into a protected page is
+ * an L1 write, and is stopped before any of it lands.
  * SVM runs under QEMU's emulation; VMX builds and skips there.
  */
 #include "kvm_util.h"
@@ -240,6 +243,74 @@ TEST(vmcb12_writes_are_reported_svm)
 	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
 	vm_wtrack_protect(vm, page, PAGE_SIZE);
 	TEST_ASSERT_EQ(vcpu_run_count_landed(vcpu, page, UCALL_DONE), 1);
+	kvm_vm_free(vm);
+}
+
+#define VMSAVE_GPA	(DATA_GPA + 3 * PAGE_SIZE)
+#define FILL		0x6f
+
+/* L1 saves its state into VMSAVE_GPA, once. */
+static void l1_vmsave_code(void)
+{
+	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+	asm volatile("vmsave %%rax" : : "a"(VMSAVE_GPA) : "memory");
+	GUEST_DONE();
+}
+
+static bool page_filled(struct kvm_vm *vm, uint64_t gpa)
+{
+	uint8_t *p = addr_gpa2hva(vm, gpa);
+
+	for (int i = 0; i < PAGE_SIZE; i++)
+		if (p[i] != FILL)
+			return false;
+	return true;
+}
+
+/*
+ * VMSAVE into a protected page: stopped like a guest write, not done and
+ * reported as landed.  KVM, intercepting it, names the first byte VMSAVE
+ * writes (vmcb.save.fs); a CPU doing it without the intercept (virtual
+ * VMLOAD/VMSAVE) faults in the nested page tables on the page it
+ * translates, which may name the page's start.  Either way the report
+ * runs to the page's end, no byte has landed, and the VMSAVE is done
+ * once after the unprotect.
+ */
+TEST(vmsave_into_a_protected_page_is_stopped_svm)
+{
+	const uint64_t fs = VMSAVE_GPA + offsetof(struct vmcb, save.fs);
+	struct kvm_vcpu *vcpu;
+	struct kvm_run *run;
+	struct kvm_vm *vm;
+	uint64_t gpa;
+	int r;
+
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
+	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
+
+	vm = create_vm(&vcpu, l1_vmsave_code);
+	run = vcpu->run;
+	memset(addr_gpa2hva(vm, VMSAVE_GPA), FILL, PAGE_SIZE);
+	vm_wtrack_protect(vm, VMSAVE_GPA, PAGE_SIZE);
+
+	r = _vcpu_run(vcpu);
+	TEST_ASSERT(r == -1 && errno == EFAULT,
+		    "VMSAVE into a protected page: KVM_RUN %d errno %d (exit %s), want a stop",
+		    r, errno, exit_reason_str(run->exit_reason));
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT_EQ(run->memory_fault.flags, WTRACK_EXIT_FLAGS);
+	gpa = run->memory_fault.gpa;
+	TEST_ASSERT(gpa == fs || gpa == VMSAVE_GPA, "VMSAVE stopped at %#lx, want %#lx", gpa, fs);
+	TEST_ASSERT_EQ(run->memory_fault.size, wtrack_stop_size(gpa));
+	TEST_ASSERT(page_filled(vm, VMSAVE_GPA), "VMSAVE landed in part");
+
+	/* Retried while still protected: the same stop. */
+	vcpu_run_to_wtrack_exit(vcpu, gpa);
+	TEST_ASSERT(page_filled(vm, VMSAVE_GPA), "VMSAVE landed in part");
+
+	vm_wtrack_unprotect(vm, VMSAVE_GPA, PAGE_SIZE);
+	vcpu_run_to_ucall(vcpu, UCALL_DONE);
+	TEST_ASSERT(!page_filled(vm, VMSAVE_GPA), "VMSAVE did not land");
 	kvm_vm_free(vm);
 }
 
