@@ -5,7 +5,9 @@
  * landed, until the page is resolved; several vCPUs on one page share an
  * event; a full ring makes vCPUs wait for space; a signal ends KVM_RUN
  * with the write still to do; and a consumer that goes away releases
- * every vCPU.  Consumers here use read(), the mapping and io_uring.
+ * every vCPU.  Consumers here use read(), the mapping and io_uring (with
+ * 128-byte SQEs, which the commands need).  KVM's own writes are events
+ * that come with the end of their page's protection.
  */
 #include <poll.h>
 #include <sched.h>
@@ -34,6 +36,15 @@ static void guest_code(uint64_t addr, uint64_t npages, uint64_t val)
 {
 	for (uint64_t i = 0; i < npages; i++)
 		*(volatile uint64_t *)(addr + i * PAGE_SIZE) = val + i;
+	GUEST_DONE();
+}
+
+#define IO_PORT		0x1234
+
+/* REP INSB of @count bytes from IO_PORT to @addr: always emulated. */
+static void guest_insb(uint64_t addr, uint64_t count)
+{
+	asm volatile("rep insb" : "+D"(addr), "+c"(count) : "d"(IO_PORT) : "memory");
 	GUEST_DONE();
 }
 
@@ -127,7 +138,7 @@ FIXTURE(ring) {
 	struct vcpu_run runs[NR_VCPUS];
 	int ring_fd;
 	const volatile struct kvm_wtrack_ring_header *hdr;
-	const volatile struct kvm_wtrack_event *events;
+	const volatile char *events;	/* header.event_size bytes apart */
 	size_t map_size;
 };
 
@@ -153,7 +164,9 @@ static void ring_map(struct __test_metadata *_metadata, FIXTURE_DATA(ring) *self
 
 	hdr = mmap(NULL, getpagesize(), PROT_READ, MAP_SHARED, self->ring_fd, 0);
 	ASSERT_NE(hdr, MAP_FAILED);
-	self->map_size = hdr->events_offset + hdr->size * sizeof(struct kvm_wtrack_event);
+	/* A consumer strides by event_size, which covers what it knows. */
+	ASSERT_GE(hdr->event_size, sizeof(struct kvm_wtrack_event));
+	self->map_size = hdr->events_offset + (size_t)hdr->size * hdr->event_size;
 	munmap((void *)hdr, getpagesize());
 
 	hdr = mmap(NULL, self->map_size, PROT_READ, MAP_SHARED, self->ring_fd, 0);
@@ -189,7 +202,9 @@ static uint32_t ring_tail(FIXTURE_DATA(ring) *self)
 
 static struct kvm_wtrack_event ring_event(FIXTURE_DATA(ring) *self, uint32_t i)
 {
-	return *(struct kvm_wtrack_event *)&self->events[i & (self->hdr->size - 1)];
+	size_t off = (size_t)(i & (self->hdr->size - 1)) * self->hdr->event_size;
+
+	return *(struct kvm_wtrack_event *)(self->events + off);
 }
 
 static void ring_vm_create(FIXTURE_DATA(ring) *self)
@@ -210,21 +225,29 @@ FIXTURE_SETUP(ring)
 }
 
 #define POLL_NS_PARAM	"/sys/module/kvm/parameters/wtrack_poll_ns"
+/* Debug kernels only (CONFIG_KVM_WRITE_TRACK_DEBUG): a ring release sleeps. */
+#define DELAY_RELEASE_PARAM	"/sys/module/kvm/parameters/wtrack_delay_release_us"
+
+static int set_param(const char *path, unsigned int val)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -errno;
+	fprintf(f, "%u\n", val);
+	return fclose(f) ? -errno : 0;
+}
 
 /* kvm.wtrack_poll_ns: how long a waiting vCPU polls before it sleeps. */
 static int set_poll_ns(unsigned int ns)
 {
-	FILE *f = fopen(POLL_NS_PARAM, "w");
-
-	if (!f)
-		return -errno;
-	fprintf(f, "%u\n", ns);
-	return fclose(f) ? -errno : 0;
+	return set_param(POLL_NS_PARAM, ns);
 }
 
 FIXTURE_TEARDOWN(ring)
 {
 	set_poll_ns(0);
+	set_param(DELAY_RELEASE_PARAM, 0);
 	ring_close(self);
 	if (self->vm)
 		kvm_vm_free(self->vm);
@@ -243,8 +266,10 @@ static void check_event(struct __test_metadata *_metadata,
 	ASSERT_EQ(ev.size, PAGE_SIZE - (gpa & (PAGE_SIZE - 1)));
 	if (vcpu_id >= 0)
 		ASSERT_EQ(ev.vcpu_id, vcpu_id);
-	ASSERT_EQ(ev.flags, WTRACK_EXIT_FLAGS);
+	ASSERT_EQ(ev.flags, 0);		/* a stopped write */
 	ASSERT_EQ(ev.seq, seq);
+	for (int i = 0; i < ARRAY_SIZE(ev.reserved); i++)
+		ASSERT_EQ(ev.reserved[i], 0);
 }
 
 /* The vCPU stays in KVM_RUN and its write has not landed. */
@@ -277,6 +302,9 @@ TEST_F(ring, enable_and_fd_errors)
 	ASSERT_EQ(__vm_wtrack(self->vm, KVM_WTRACK_PROTECT, PAGE(0), PAGE_SIZE), -1);
 	ASSERT_EQ(errno, ENOTCONN);
 
+	/* Its argument must be 0, and a refused call attaches nothing. */
+	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, (void *)1), -1);
+	ASSERT_EQ(errno, EINVAL);
 	self->ring_fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
 	ASSERT_GE(self->ring_fd, 0);
 	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL), -1);
@@ -290,6 +318,10 @@ TEST_F(ring, enable_and_fd_errors)
 	ASSERT_EQ(mprotect((void *)self->hdr, getpagesize(), PROT_READ | PROT_WRITE), -1);
 	ASSERT_EQ(self->hdr->size, 16);
 	ASSERT_EQ(self->hdr->events_offset, getpagesize());
+	ASSERT_EQ(self->hdr->event_size, sizeof(struct kvm_wtrack_event));
+	ASSERT_EQ(self->hdr->event_size, 64);
+	ASSERT_EQ(self->hdr->pad, 0);
+	ASSERT_EQ(self->hdr->features, 0);
 	ASSERT_EQ(self->hdr->tail, 0);
 	ASSERT_EQ(self->hdr->head, 0);
 	p = mmap(NULL, self->map_size + getpagesize(), PROT_READ, MAP_SHARED, self->ring_fd, 0);
@@ -304,6 +336,49 @@ TEST_F(ring, enable_and_fd_errors)
 	fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
 	ASSERT_GE(fd, 0);
 	self->ring_fd = fd;
+}
+
+static void *close_thread(void *arg)
+{
+	close((int)(long)arg);
+	return NULL;
+}
+
+/*
+ * The last reference to a ring file went, and its release is unprotecting
+ * every page (slowed down by kvm.wtrack_delay_release_us): no protection
+ * can be set, and a new consumer cannot attach before the release is
+ * done, since the release would undo its protections.  Then it can.
+ */
+TEST_F(ring, ring_fd_is_busy_until_the_release_is_done)
+{
+	pthread_t closer;
+
+	if (set_param(DELAY_RELEASE_PARAM, 1000000))
+		SKIP(return, "no kvm.wtrack_delay_release_us (CONFIG_KVM_WRITE_TRACK_DEBUG=n)");
+	ring_open(_metadata, self, 16);
+	vm_wtrack_protect(self->vm, PAGE(0), 4 * PAGE_SIZE);
+	munmap((void *)self->hdr, self->map_size);
+	self->hdr = NULL;
+
+	/* The last close runs the release, which sleeps in its thread. */
+	pthread_create(&closer, NULL, close_thread, (void *)(long)self->ring_fd);
+	self->ring_fd = -1;
+	wait_until(__vm_wtrack(self->vm, KVM_WTRACK_PROTECT, PAGE(8), PAGE_SIZE) == -1 &&
+		   errno == ENOTCONN);
+	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL), -1);
+	ASSERT_EQ(errno, EBUSY);
+	pthread_join(closer, NULL);
+
+	/* Done: everything unprotected, and a new consumer attaches. */
+	self->ring_fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
+	ASSERT_GE(self->ring_fd, 0);
+	ring_map(_metadata, self);
+	set_guest_writes(self->vcpus[0], PAGE(0), 4, 0x500);
+	vcpu_run_start(&self->runs[0], self->vcpus[0]);
+	vcpu_run_join_done(&self->runs[0]);
+	ASSERT_EQ(ring_tail(self), 0);
+	ASSERT_EQ(*hva(self->vm, PAGE(3)), 0x503);
 }
 
 TEST_F(ring, exit_mode_has_no_ring)
@@ -522,6 +597,11 @@ TEST_F(ring, deleted_memslot_releases_the_waiter)
 	ASSERT_EQ(self->hdr->resolved, 1);
 }
 
+/*
+ * A write KVM made itself is an event with KVM_WTRACK_EVENT_LANDED that
+ * nobody waits for and nobody resolves: by the time it is posted, KVM has
+ * ended the page's protection.
+ */
 TEST_F(ring, landed_write_is_an_event_and_nobody_waits)
 {
 	struct kvm_wtrack_event ev;
@@ -538,9 +618,96 @@ TEST_F(ring, landed_write_is_an_event_and_nobody_waits)
 	ASSERT_EQ(read(self->ring_fd, &ev, sizeof(ev)), sizeof(ev));
 	ASSERT_EQ(ev.gpa, page);
 	ASSERT_EQ(ev.size, PAGE_SIZE);
-	ASSERT_EQ(ev.flags, WTRACK_EXIT_FLAGS | KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED);
-	/* The report ended the page's protection. */
+	ASSERT_EQ(ev.flags, KVM_WTRACK_EVENT_LANDED);
+	ASSERT_EQ(ev.vcpu_id, self->vcpus[0]->id);
+	ASSERT_EQ(ev.seq, 0);
+	for (int i = 0; i < ARRAY_SIZE(ev.reserved); i++)
+		ASSERT_EQ(ev.reserved[i], 0);
 	ASSERT_EQ(self->hdr->events, 1);
+
+	/* The report ended the page's protection: a guest write goes through. */
+	set_guest_writes(self->vcpus[1], page + 0x800, 1, 0x99);
+	vcpu_run_start(&self->runs[1], self->vcpus[1]);
+	vcpu_run_join_done(&self->runs[1]);
+	ASSERT_EQ(*hva(self->vm, page + 0x800), 0x99);
+	ASSERT_EQ(ring_tail(self), 1);
+	ASSERT_EQ(self->hdr->resolved, 0);
+}
+
+/* Answer a KVM_EXIT_IO of guest_insb() with bytes 0xd0 + n, 0xd1 + n... */
+static int give_port_bytes(struct __test_metadata *_metadata,
+			   struct kvm_vcpu *vcpu, int n)
+{
+	struct kvm_run *run = vcpu->run;
+
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	ASSERT_EQ(run->io.port, IO_PORT);
+	ASSERT_EQ(run->io.direction, KVM_EXIT_IO_IN);
+	ASSERT_EQ(run->io.size, 1);
+	for (uint32_t i = 0; i < run->io.count; i++)
+		((uint8_t *)run + run->io.data_offset)[i] = 0xd0 + n + i;
+	return run->io.count;
+}
+
+/*
+ * KVM_RUN with immediate_exit completes the I/O of the last exit before
+ * it returns.  If that completion stops on a protected page (REP INSB's
+ * data), the event is posted, or joined, and KVM_RUN returns EINTR at
+ * once instead of waiting: the VMM that pauses its vCPUs this way cannot
+ * be its own consumer's deadlock.  The port data is kept, and lands once
+ * after the resolve.
+ */
+TEST_F(ring, immediate_exit_posts_a_stopped_completion_and_returns)
+{
+	struct kvm_vcpu *vcpu = self->vcpus[0];
+	uint64_t gpa = PAGE(4) - 8;
+	uint8_t *data = (uint8_t *)hva(self->vm, gpa);
+	int given;
+
+	vcpu_arch_set_entry_point(vcpu, guest_insb);
+	vcpu_args_set(vcpu, 2, gpa, 16);
+	ring_open(_metadata, self, 16);
+
+	/* The first 8 bytes, up to the page's end, come from userspace. */
+	vcpu_run(vcpu);
+	given = give_port_bytes(_metadata, vcpu, 0);
+	ASSERT_EQ(given, 8);
+	vm_wtrack_protect(self->vm, PAGE(3), PAGE_SIZE);
+
+	vcpu->run->immediate_exit = 1;
+	ASSERT_EQ(__vcpu_run(vcpu), -1);
+	ASSERT_EQ(errno, EINTR);
+	ASSERT_EQ(ring_tail(self), 1);
+	check_event(_metadata, ring_event(self, 0), gpa, vcpu->id, 0);
+	for (int i = 0; i < 16; i++)
+		ASSERT_EQ(data[i], 0x6f);
+
+	/* Again: the completion is still there, and joins its event. */
+	ASSERT_EQ(__vcpu_run(vcpu), -1);
+	ASSERT_EQ(errno, EINTR);
+	ASSERT_EQ(ring_tail(self), 1);
+	ASSERT_EQ(self->hdr->coalesced, 1);
+	ASSERT_EQ(data[0], 0x6f);
+
+	/* Resolved: the held bytes land, and the rest is read once. */
+	vm_wtrack_unprotect(self->vm, PAGE(3), PAGE_SIZE);
+	vcpu->run->immediate_exit = 0;
+	vcpu_run(vcpu);
+	given += give_port_bytes(_metadata, vcpu, given);
+	ASSERT_EQ(given, 16);
+	vcpu_run(vcpu);
+	ASSERT_EQ(get_ucall(vcpu, NULL), UCALL_DONE);
+	for (int i = 0; i < 16; i++)
+		ASSERT_EQ(data[i], 0xd0 + i);
+	ASSERT_EQ(ring_tail(self), 1);
+}
+
+/* An io_uring for the ring's commands, which need 128-byte SQEs. */
+static int uring_init(struct io_uring *uring, unsigned int entries)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 };
+
+	return io_uring_queue_init_params(entries, uring, &p);
 }
 
 /* io_uring: submit one command on the ring fd and wait for its result. */
@@ -590,7 +757,7 @@ TEST_F(ring, io_uring_fetch_and_commit)
 
 	ring_open(_metadata, self, 16);
 	fd = self->ring_fd;
-	ASSERT_EQ(io_uring_queue_init(8, &uring, 0), 0);
+	ASSERT_EQ(uring_init(&uring, 8), 0);
 	vm_wtrack_protect(self->vm, PAGE(2), PAGE_SIZE);
 
 	/* A FETCH on an empty ring stays in flight until an event. */
@@ -666,7 +833,7 @@ TEST_F(ring, consumer_death_releases_every_vcpu)
 		 * Wait for both events, tell the parent, never resolve; die
 		 * with a FETCH in flight.
 		 */
-		if (io_uring_queue_init(4, &uring, 0) ||
+		if (uring_init(&uring, 4) ||
 		    ring_cmd(&uring, self->ring_fd, KVM_WTRACK_RING_FETCH, 0, NULL, 0) != 1 ||
 		    ring_cqe(&uring, NULL, TIMEOUT_MS) < 1)
 			_exit(1);
@@ -716,7 +883,7 @@ TEST_F(ring, vm_fd_closed_with_a_waiter)
 	struct io_uring uring;
 
 	ring_open(_metadata, self, 16);
-	ASSERT_EQ(io_uring_queue_init(4, &uring, 0), 0);
+	ASSERT_EQ(uring_init(&uring, 4), 0);
 	vm_wtrack_protect(self->vm, PAGE(4), PAGE_SIZE);
 	set_guest_writes(self->vcpus[0], PAGE(4), 1, 0xabc);
 	vcpu_run_start(&self->runs[0], self->vcpus[0]);
