@@ -7,8 +7,11 @@
  * protected page still protected and the unprotected one not (a guest
  * write to each tells), and a ring fd still attachable or still attached.
  * Unaligned argument pointers are not bad input (copy_from_user() takes
- * them); a pointer that runs into an unreadable page is.  Last, the ring
- * fd outlives the VM's fds: it holds the VM until it is closed.
+ * them); a pointer that runs into an unreadable page is.  Every flags and
+ * reserved field that userspace passes in must be 0, including those of
+ * the ring's io_uring commands and their resolve ranges, and the commands
+ * need an io_uring with 128-byte SQEs.  Last, the ring fd outlives the
+ * VM's fds: it holds the VM until it is closed.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -16,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <liburing.h>
+#include <linux/kvm_vmware.h>
 
 #include "kvm_util.h"
 #include "processor.h"
@@ -53,6 +57,7 @@ enum arg_kind {
 	ARG_CAP,	/* &row->cap */
 	ARG_NULL,
 	ARG_FAULTING,	/* a range that runs into an inaccessible page */
+	ARG_ONE,	/* the integer argument 1 */
 };
 
 struct bad_call {
@@ -192,6 +197,12 @@ static const struct bad_call calls[] = {
 	{ "ring fd: on /dev/kvm", ST_RING_NOFD, FD_SYS, KVM_WTRACK_RING_FD, .err = EINVAL },
 	{ "ring fd: from another process", ST_RING_NOFD, FD_VM_CHILD, KVM_WTRACK_RING_FD,
 	  .err = EIO },
+	{ "ring fd: argument 1", ST_RING_NOFD, FD_VM, KVM_WTRACK_RING_FD, ARG_ONE,
+	  .err = EINVAL },
+	{ "ring fd: argument 1, a ring attached", ST_RING, FD_VM, KVM_WTRACK_RING_FD,
+	  ARG_ONE, .err = EINVAL },
+	{ "ring fd: argument 1, exit mode", ST_EXIT, FD_VM, KVM_WTRACK_RING_FD, ARG_ONE,
+	  .err = EINVAL },
 };
 
 struct vm {
@@ -286,6 +297,8 @@ static void *call_arg(const struct bad_call *c, struct kvm_wtrack_range *range,
 		return cap;
 	case ARG_FAULTING:
 		return faulting_range(range);
+	case ARG_ONE:
+		return (void *)1;
 	default:
 		return NULL;
 	}
@@ -409,9 +422,24 @@ TEST(bad_calls)
 	TH_LOG("%d bad calls refused with the documented errno, nothing changed", nr);
 }
 
-/* The ring fd's own operations, in ring mode with PAGE(0) protected. */
-enum ring_op { OP_READ_SHORT, OP_MMAP_WRITABLE, OP_MMAP_PAST_END, OP_URING_CMD };
-enum resolve_arg { RES_NONE, RES_NULL, RES_UNALIGNED, RES_TOO_MANY, RES_PAGE0 };
+/*
+ * The ring fd's own operations, in ring mode with PAGE(0) protected.  A
+ * COMMIT's resolve of PAGE(0) (RES_PAGE0 and the RES_ variants of it)
+ * that a bad field fails must leave PAGE(0) protected.
+ */
+enum ring_op { OP_READ_SHORT, OP_MMAP_WRITABLE, OP_MMAP_PAST_END, OP_URING_CMD,
+	       OP_URING_CMD_SQE64 };
+enum resolve_arg {
+	RES_NONE,
+	RES_NULL,	/* nr_resolve 1, no array */
+	RES_UNALIGNED,
+	RES_TOO_MANY,
+	RES_PAGE0,
+	RES_FLAGS,	/* PAGE(0), with flags */
+	RES_RESERVED,	/* PAGE(0), with reserved */
+	RES_SECOND_BAD,	/* PAGE(0), then a range with flags */
+	RES_ADDR_ONLY,	/* an array, nr_resolve 0 */
+};
 
 struct bad_ring_call {
 	const char *what;
@@ -420,62 +448,143 @@ struct bad_ring_call {
 	uint32_t head;
 	enum resolve_arg resolve;
 	int err;
+	/* Fields that must be 0. */
+	uint32_t flags, reserved0;
+	uint64_t reserved[3];
 };
+
+#define COMMIT		KVM_WTRACK_RING_COMMIT
+#define COMMIT_FETCH	KVM_WTRACK_RING_COMMIT_AND_FETCH
+#define FETCH		KVM_WTRACK_RING_FETCH
 
 static const struct bad_ring_call ring_calls[] = {
 	{ "read: shorter than an event", OP_READ_SHORT, .err = EINVAL },
 	{ "mmap: writable", OP_MMAP_WRITABLE, .err = EPERM },
 	{ "mmap: past the ring", OP_MMAP_PAST_END, .err = EINVAL },
-	{ "commit: head past tail", OP_URING_CMD, KVM_WTRACK_RING_COMMIT, 1, .err = EINVAL },
-	{ "commit: head far past tail", OP_URING_CMD, KVM_WTRACK_RING_COMMIT, -1u,
+	{ "commit: head past tail", OP_URING_CMD, COMMIT, 1, .err = EINVAL },
+	{ "commit: head far past tail", OP_URING_CMD, COMMIT, -1u, .err = EINVAL },
+	{ "commit: head past tail, with a resolve", OP_URING_CMD, COMMIT, 1, RES_PAGE0,
 	  .err = EINVAL },
-	{ "commit: resolve array NULL", OP_URING_CMD, KVM_WTRACK_RING_COMMIT, 0, RES_NULL,
-	  .err = EFAULT },
-	{ "commit: unaligned range", OP_URING_CMD, KVM_WTRACK_RING_COMMIT, 0, RES_UNALIGNED,
+	{ "commit: resolve array NULL", OP_URING_CMD, COMMIT, 0, RES_NULL, .err = EFAULT },
+	{ "commit: unaligned range", OP_URING_CMD, COMMIT, 0, RES_UNALIGNED, .err = EINVAL },
+	{ "commit: above RESOLVE_MAX", OP_URING_CMD, COMMIT, 0, RES_TOO_MANY, .err = EINVAL },
+	{ "commit: an array with nr_resolve 0", OP_URING_CMD, COMMIT, 0, RES_ADDR_ONLY,
 	  .err = EINVAL },
-	{ "commit: above RESOLVE_MAX", OP_URING_CMD, KVM_WTRACK_RING_COMMIT, 0,
-	  RES_TOO_MANY, .err = EINVAL },
-	{ "commit and fetch: head past tail", OP_URING_CMD,
-	  KVM_WTRACK_RING_COMMIT_AND_FETCH, 1, .err = EINVAL },
-	{ "fetch: with a resolve array", OP_URING_CMD, KVM_WTRACK_RING_FETCH, 0,
-	  RES_UNALIGNED, .err = EINVAL },
-	{ "fetch: head past tail", OP_URING_CMD, KVM_WTRACK_RING_FETCH, 1, .err = EINVAL },
+	{ "commit: resolve flags", OP_URING_CMD, COMMIT, 0, RES_FLAGS, .err = EINVAL },
+	{ "commit: resolve reserved", OP_URING_CMD, COMMIT, 0, RES_RESERVED, .err = EINVAL },
+	{ "commit: second resolve's flags", OP_URING_CMD, COMMIT, 0, RES_SECOND_BAD,
+	  .err = EINVAL },
+	{ "commit: cmd flags", OP_URING_CMD, COMMIT, 0, RES_PAGE0, .err = EINVAL,
+	  .flags = 1 },
+	{ "commit: cmd flag 31", OP_URING_CMD, COMMIT, 0, RES_PAGE0, .err = EINVAL,
+	  .flags = 1u << 31 },
+	{ "commit: cmd reserved0", OP_URING_CMD, COMMIT, 0, RES_PAGE0, .err = EINVAL,
+	  .reserved0 = 1 },
+	{ "commit: cmd reserved[0]", OP_URING_CMD, COMMIT, 0, RES_PAGE0, .err = EINVAL,
+	  .reserved = { 1 } },
+	{ "commit: cmd reserved[1]", OP_URING_CMD, COMMIT, 0, RES_PAGE0, .err = EINVAL,
+	  .reserved = { [1] = 1ULL << 63 } },
+	{ "commit: cmd reserved[2]", OP_URING_CMD, COMMIT, 0, RES_PAGE0, .err = EINVAL,
+	  .reserved = { [2] = 1 } },
+	{ "commit and fetch: head past tail", OP_URING_CMD, COMMIT_FETCH, 1, .err = EINVAL },
+	{ "commit and fetch: resolve flags", OP_URING_CMD, COMMIT_FETCH, 0, RES_FLAGS,
+	  .err = EINVAL },
+	{ "commit and fetch: an array with nr_resolve 0", OP_URING_CMD, COMMIT_FETCH, 0,
+	  RES_ADDR_ONLY, .err = EINVAL },
+	{ "commit and fetch: cmd flags", OP_URING_CMD, COMMIT_FETCH, 0, RES_PAGE0,
+	  .err = EINVAL, .flags = 1 },
+	{ "commit and fetch: cmd reserved0", OP_URING_CMD, COMMIT_FETCH, 0, RES_PAGE0,
+	  .err = EINVAL, .reserved0 = 1u << 31 },
+	{ "commit and fetch: cmd reserved[2]", OP_URING_CMD, COMMIT_FETCH, 0, RES_PAGE0,
+	  .err = EINVAL, .reserved = { [2] = 1 } },
+	{ "fetch: with a resolve array", OP_URING_CMD, FETCH, 0, RES_UNALIGNED, .err = EINVAL },
+	{ "fetch: with nr_resolve only", OP_URING_CMD, FETCH, 0, RES_NULL, .err = EINVAL },
+	{ "fetch: with an address only", OP_URING_CMD, FETCH, 0, RES_ADDR_ONLY,
+	  .err = EINVAL },
+	{ "fetch: head past tail", OP_URING_CMD, FETCH, 1, .err = EINVAL },
+	{ "fetch: cmd flags", OP_URING_CMD, FETCH, 0, .err = EINVAL, .flags = 1 },
+	{ "fetch: cmd reserved0", OP_URING_CMD, FETCH, 0, .err = EINVAL, .reserved0 = 1 },
+	{ "fetch: cmd reserved[0]", OP_URING_CMD, FETCH, 0, .err = EINVAL,
+	  .reserved = { 1 } },
 	{ "unknown command", OP_URING_CMD, 0xdead, 0, .err = ENOTTY },
+	{ "fetch: a 64-byte SQE", OP_URING_CMD_SQE64, FETCH, 0, .err = EINVAL },
+	{ "commit: a 64-byte SQE", OP_URING_CMD_SQE64, COMMIT, 0, .err = EINVAL },
+	{ "commit and fetch: a 64-byte SQE", OP_URING_CMD_SQE64, COMMIT_FETCH, 0,
+	  .err = EINVAL },
 };
 
-/* One io_uring command on the ring fd; its result. */
+/*
+ * One io_uring command on the ring fd; its result, or -ETIME if it did not
+ * complete (a FETCH the kernel wrongly took).  With @sqe64 the io_uring
+ * has 64-byte SQEs, which hold only the command's first 16 bytes.
+ */
 static int uring_cmd(int fd, const struct bad_ring_call *c)
 {
 	static struct kvm_wtrack_resolve res[KVM_WTRACK_RESOLVE_MAX + 1];
-	struct kvm_wtrack_ring_cmd cmd = { .head = c->head };
+	struct kvm_wtrack_ring_cmd cmd = {
+		.head = c->head,
+		.flags = c->flags,
+		.reserved0 = c->reserved0,
+		.reserved = { c->reserved[0], c->reserved[1], c->reserved[2] },
+	};
+	bool sqe64 = c->op == OP_URING_CMD_SQE64;
+	struct io_uring_params p = { .flags = sqe64 ? 0 : IORING_SETUP_SQE128 };
+	struct __kernel_timespec ts = { .tv_sec = TIMEOUT_MS / 1000 };
+	size_t room = sqe64 ? sizeof(struct io_uring_sqe) - offsetof(struct io_uring_sqe, cmd)
+			    : sizeof(cmd);
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	struct io_uring uring;
 	int r;
 
+	memset(res, 0, sizeof(res));
 	res[0] = (struct kvm_wtrack_resolve){ .gpa = PAGE(0), .size = PAGE_SIZE };
-	if (c->resolve == RES_UNALIGNED)
+	res[1] = (struct kvm_wtrack_resolve){ .gpa = PAGE(2), .size = PAGE_SIZE };
+	switch (c->resolve) {
+	case RES_NONE:
+		break;
+	case RES_NULL:
+		cmd.nr_resolve = 1;
+		break;
+	case RES_UNALIGNED:
 		res[0].gpa += 8;
-	if (c->resolve == RES_NULL)
+		/* fallthrough */
+	case RES_PAGE0:
 		cmd.nr_resolve = 1;
-	if (c->resolve == RES_UNALIGNED || c->resolve == RES_PAGE0) {
-		cmd.nr_resolve = 1;
-		cmd.resolve_addr = (uintptr_t)res;
-	}
-	if (c->resolve == RES_TOO_MANY) {
+		break;
+	case RES_TOO_MANY:
 		cmd.nr_resolve = KVM_WTRACK_RESOLVE_MAX + 1;
-		cmd.resolve_addr = (uintptr_t)res;
+		break;
+	case RES_FLAGS:
+		res[0].flags = 1;
+		cmd.nr_resolve = 1;
+		break;
+	case RES_RESERVED:
+		res[0].reserved = 1ULL << 63;
+		cmd.nr_resolve = 1;
+		break;
+	case RES_SECOND_BAD:
+		res[1].flags = 1ULL << 40;
+		cmd.nr_resolve = 2;
+		break;
+	case RES_ADDR_ONLY:
+		break;
 	}
+	if (c->resolve != RES_NONE && c->resolve != RES_NULL)
+		cmd.resolve_addr = (uintptr_t)res;
 
-	TEST_ASSERT(!io_uring_queue_init(4, &uring, 0), "io_uring_queue_init");
+	TEST_ASSERT(!io_uring_queue_init_params(4, &uring, &p), "io_uring_queue_init_params");
+	TEST_ASSERT(!sqe64 == !!(uring.flags & IORING_SETUP_SQE128), "SQE size");
 	sqe = io_uring_get_sqe(&uring);
 	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
 	sqe->cmd_op = c->cmd_op;
-	memcpy(sqe->cmd, &cmd, sizeof(cmd));
+	memcpy(sqe->cmd, &cmd, room < sizeof(cmd) ? room : sizeof(cmd));
 	TEST_ASSERT(io_uring_submit(&uring) == 1, "io_uring_submit");
-	TEST_ASSERT(!io_uring_wait_cqe(&uring, &cqe), "io_uring_wait_cqe");
-	r = cqe->res;
-	io_uring_cqe_seen(&uring, cqe);
+	r = io_uring_wait_cqe_timeout(&uring, &cqe, &ts);
+	if (!r) {
+		r = cqe->res;
+		io_uring_cqe_seen(&uring, cqe);
+	}
 	io_uring_queue_exit(&uring);
 	return r;
 }
@@ -498,6 +607,7 @@ static int do_ring_call(int fd, const struct bad_ring_call *c)
 		munmap(map, getpagesize());
 		return 0;
 	case OP_URING_CMD:
+	case OP_URING_CMD_SQE64:
 		return uring_cmd(fd, c);
 	}
 	return 0;
