@@ -251,8 +251,11 @@ static void ev_run_to_done(struct ev_bench *b, struct kvm_vcpu *vcpu)
 	for (;;) {
 		int r = __vcpu_run(vcpu);
 
-		if (r && errno == EFAULT &&
+		/* A stopped write fails with EFAULT; a landed one exits. */
+		if ((!r || errno == EFAULT) &&
 		    wtrack_exit_event(vcpu->run, vcpu->id, &ev) == 1) {
+			if (ev.flags & KVM_WTRACK_EVENT_LANDED)
+				continue;	/* already unprotected */
 			ev_copy_page(b, ev.gpa);
 			TEST_ASSERT(!wtrack_resolve(b->wt, ev.gpa, ev.size), "resolve");
 			continue;
@@ -291,7 +294,7 @@ static void *ev_ring_consumer(void *arg)
 			continue;
 		TEST_ASSERT(n > 0, "wtrack_wait: %d", n);
 		for (int i = 0; i < n; i++) {
-			if (ev[i].flags & KVM_MEMORY_EXIT_FLAG_WTRACK_LANDED)
+			if (ev[i].flags & KVM_WTRACK_EVENT_LANDED)
 				continue;
 			ev_copy_page(b, ev[i].gpa);
 			TEST_ASSERT(!wtrack_resolve(b->wt, ev[i].gpa, ev[i].size), "resolve");

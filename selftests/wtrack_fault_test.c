@@ -243,12 +243,15 @@ static void child_consumer(int ring_fd, unsigned int limit)
 	struct kvm_wtrack_event ev[MAX_EVENTS];
 	struct kvm_wtrack_resolve res[MAX_EVENTS];
 	struct kvm_wtrack_ring_cmd cmd = { 0 };
+	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 };
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	struct io_uring uring;
 	unsigned int done = 0;
+	uint32_t nr;
 
-	if (io_uring_queue_init(4, &uring, 0))
+	/* The command needs 128-byte SQEs. */
+	if (io_uring_queue_init_params(4, &uring, &p))
 		_exit(1);
 	while (done < limit) {
 		ssize_t n = read(ring_fd, ev, sizeof(ev));
@@ -256,13 +259,18 @@ static void child_consumer(int ring_fd, unsigned int limit)
 		if (n <= 0)
 			_exit(2);
 		n /= sizeof(ev[0]);
+		/* A landed write's page is unprotected already: not resolved. */
+		nr = 0;
 		for (ssize_t i = 0; i < n; i++)
-			res[i] = (struct kvm_wtrack_resolve){ ev[i].gpa & ~(PAGE_SIZE - 1),
-							      PAGE_SIZE };
+			if (!(ev[i].flags & KVM_WTRACK_EVENT_LANDED))
+				res[nr++] = (struct kvm_wtrack_resolve){
+					.gpa = ev[i].gpa & ~(PAGE_SIZE - 1),
+					.size = PAGE_SIZE,
+				};
 		done += n;
 		cmd.head = done;
-		cmd.nr_resolve = n;
-		cmd.resolve_addr = (uintptr_t)res;
+		cmd.nr_resolve = nr;
+		cmd.resolve_addr = nr ? (uintptr_t)res : 0;
 		sqe = io_uring_get_sqe(&uring);
 		io_uring_prep_rw(IORING_OP_URING_CMD, sqe, ring_fd, NULL, 0, 0);
 		sqe->cmd_op = KVM_WTRACK_RING_COMMIT;

@@ -66,12 +66,34 @@ static void noop(int sig)
 {
 }
 
-/* A vCPU: runs, and in exit mode unprotects what it is stopped on. */
+/* A report, from the ring or an exit, is one of the two kinds, well formed. */
+static void check_report(uint64_t flags, uint64_t gpa, uint64_t size)
+{
+	const uint64_t landed = KVM_WTRACK_EVENT_LANDED;
+
+	if (flags == (landed | KVM_WTRACK_EVENT_OVERFLOW)) {
+		TEST_ASSERT(!gpa && !size, "overflow: gpa %#lx size %lu", gpa, size);
+		return;
+	}
+	TEST_ASSERT(flags == 0 || flags == landed, "report flags %#lx", flags);
+	if (flags == landed)
+		TEST_ASSERT(!(gpa & (PAGE_SIZE - 1)) && size == PAGE_SIZE,
+			    "landed: gpa %#lx size %lu", gpa, size);
+	else
+		TEST_ASSERT_EQ(size, wtrack_stop_size(gpa));
+}
+
+/*
+ * A vCPU: runs, and in exit mode unprotects what it is stopped on.  A
+ * write KVM made itself (a guest page table's A/D bits under shadow
+ * paging, when a random range covers one) needs nothing.
+ */
 static void *vcpu_thread(void *arg)
 {
 	struct kvm_vcpu *vcpu = arg;
 	struct fuzz *f = cur;
 	unsigned int idx = vcpu->id;
+	struct kvm_run *run = vcpu->run;
 
 	while (!f->stop) {
 		int r = __vcpu_run(vcpu);
@@ -80,15 +102,25 @@ static void *vcpu_thread(void *arg)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && errno == EFAULT &&
-		    vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
-			uint64_t page = vcpu->run->memory_fault.gpa & ~(PAGE_SIZE - 1);
+		    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			uint64_t page = run->memory_fault.gpa & ~(PAGE_SIZE - 1);
 			int e = __vm_wtrack(vcpu->vm, KVM_WTRACK_UNPROTECT, page, PAGE_SIZE);
 
+			TEST_ASSERT_EQ(run->memory_fault.flags, WTRACK_EXIT_FLAGS);
+			check_report(0, run->memory_fault.gpa, run->memory_fault.size);
 			TEST_ASSERT(!e || errno == ENOENT, "unprotect %#lx: errno %d", page, errno);
 			continue;
 		}
 		TEST_ASSERT(!r, "KVM_RUN: errno %d", errno);
-		if (vcpu->run->exit_reason == KVM_EXIT_MMIO)
+		if (run->exit_reason == KVM_EXIT_WTRACK_LANDED) {
+			TEST_ASSERT(!f->ring, "a landed exit in ring mode");
+			TEST_ASSERT(run->wtrack_landed.flags & KVM_WTRACK_EVENT_LANDED,
+				    "landed exit flags %#llx", run->wtrack_landed.flags);
+			check_report(run->wtrack_landed.flags, run->wtrack_landed.gpa,
+				     run->wtrack_landed.size);
+			continue;
+		}
+		if (run->exit_reason == KVM_EXIT_MMIO)
 			continue;	/* slot B is away */
 		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 		if (get_ucall(vcpu, &uc) == UCALL_ABORT)
@@ -155,14 +187,22 @@ static void op_protect(struct fuzz *f, unsigned int *seed, unsigned long cmd)
 		    __vm_wtrack(f->vm, cmd, random_gpa(seed), size));
 }
 
-/* Read what the ring has and resolve some of it; or drop the ring. */
+/*
+ * Read what the ring has and resolve some of it, never a landed event
+ * (KVM unprotected its page); or drop the ring.  A new ring's argument is
+ * sometimes not 0: refused.
+ */
 static void op_consumer(struct fuzz *f, unsigned int *seed)
 {
 	struct kvm_wtrack_event ev[16];
 	ssize_t n;
 
 	if (f->ring_fd < 0) {
-		f->ring_fd = __vm_ioctl(f->vm, KVM_WTRACK_RING_FD, NULL);
+		unsigned long arg = rand_r(seed) % 8 ? 0 : 1 + rand_r(seed);
+
+		f->ring_fd = __vm_ioctl(f->vm, KVM_WTRACK_RING_FD, (void *)arg);
+		TEST_ASSERT(!arg || (f->ring_fd == -1 && errno == EINVAL),
+			    "KVM_WTRACK_RING_FD(%#lx): %d errno %d", arg, f->ring_fd, errno);
 		check_errno(f, "ring fd", f->ring_fd < 0 ? -1 : 0);
 		if (f->ring_fd >= 0)
 			fcntl(f->ring_fd, F_SETFL, O_NONBLOCK);
@@ -174,11 +214,17 @@ static void op_consumer(struct fuzz *f, unsigned int *seed)
 		return;
 	}
 	n = read(f->ring_fd, ev, sizeof(ev));
-	for (ssize_t i = 0; i < n / (ssize_t)sizeof(ev[0]); i++)
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(ev[0]); i++) {
+		check_report(ev[i].flags, ev[i].gpa, ev[i].size);
+		for (int j = 0; j < ARRAY_SIZE(ev[i].reserved); j++)
+			TEST_ASSERT_EQ(ev[i].reserved[j], 0);
+		if (ev[i].flags & KVM_WTRACK_EVENT_LANDED)
+			continue;
 		if (rand_r(seed) % 4)
 			check_errno(f, "resolve", __vm_wtrack(f->vm, KVM_WTRACK_UNPROTECT,
 							     ev[i].gpa & ~(PAGE_SIZE - 1),
 							     PAGE_SIZE));
+	}
 }
 
 /* Slot B: deleted, re-created, or its dirty logging toggled. */
