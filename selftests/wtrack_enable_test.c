@@ -75,6 +75,30 @@ TEST_F(wtrack, reports_supported_flags)
 		  KVM_WTRACK_ENABLE_VALID_MASK);
 }
 
+/*
+ * 1024 was the pre-release ABI's number, which this kernel does not have:
+ * asking for it must not look like support.
+ */
+#define KVM_CAP_X86_WRITE_TRACK_PRERELEASE	1024
+
+TEST_F(wtrack, prerelease_number_is_not_answered)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_WRITE_TRACK_PRERELEASE,
+		.args = { KVM_WTRACK_ENABLE_EXIT },
+	};
+
+	ASSERT_EQ(KVM_CAP_X86_WRITE_TRACK, 1025);
+	ASSERT_EQ(kvm_check_cap(KVM_CAP_X86_WRITE_TRACK_PRERELEASE), 0);
+	ASSERT_EQ(vm_check_cap(self->vm, KVM_CAP_X86_WRITE_TRACK_PRERELEASE), 0);
+	ASSERT_EQ(__vm_ioctl(self->vm, KVM_ENABLE_CAP, &cap), -1);
+	ASSERT_EQ(errno, EINVAL);
+
+	/* Nothing was enabled by it. */
+	ASSERT_EQ(__enable_wtrack(self->vm, 0, KVM_WTRACK_ENABLE_EXIT, 0), 0);
+	vcpu_run_to_ucall(self->vcpu, UCALL_DONE);
+}
+
 TEST_F(wtrack, enable_then_guest_runs)
 {
 	ASSERT_EQ(__enable_wtrack(self->vm, 0, KVM_WTRACK_ENABLE_EXIT, 0), 0);
