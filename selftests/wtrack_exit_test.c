@@ -439,6 +439,58 @@ TEST_F(wtrack, huge_mapping_lets_no_write_through_and_comes_back)
 	ASSERT_EQ(vm_get_stat(self->vm, "pages_2m"), huge);
 }
 
+/* Write every page of [@from, @to) of guest memory. */
+static void fill(struct kvm_vm *vm, struct kvm_vcpu *vcpu, uint64_t from, uint64_t to)
+{
+	if (to <= from)
+		return;
+	set_guest_op(vm, OP_FILL, from, to - from);
+	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
+}
+
+/*
+ * Two protected pages in one 2M region: the unprotect of the first leaves
+ * the region split, as the second still needs 4K SPTEs, and every other
+ * page written stays mapped; the unprotect of the last one brings the
+ * huge mapping back.
+ */
+TEST_F(wtrack, huge_mapping_comes_back_after_the_last_unprotect)
+{
+	uint64_t a = HUGE_GPA + 5 * PAGE_SIZE, b = HUGE_GPA + 300 * PAGE_SIZE;
+	uint64_t end = HUGE_GPA + (2ULL << 20);
+	uint64_t huge;
+
+	vm_userspace_mem_region_add(self->vm, VM_MEM_SRC_ANONYMOUS_THP, HUGE_GPA,
+				    HUGE_SLOT, HUGE_SIZE / PAGE_SIZE, 0);
+	virt_map(self->vm, HUGE_GPA, HUGE_GPA, HUGE_SIZE / PAGE_SIZE);
+	fill(self->vm, self->vcpu, HUGE_GPA, HUGE_GPA + HUGE_SIZE);
+	if (!vm_get_stat(self->vm, "pages_2m"))
+		SKIP(return, "KVM made no 2M mapping (no THP, or shadow paging of 4K guest PTEs)");
+	huge = vm_get_stat(self->vm, "pages_2m");
+
+	vm_wtrack_protect(self->vm, a, PAGE_SIZE);
+	vm_wtrack_protect(self->vm, b, PAGE_SIZE);
+	fill(self->vm, self->vcpu, HUGE_GPA, a);
+	fill(self->vm, self->vcpu, a + PAGE_SIZE, b);
+	fill(self->vm, self->vcpu, b + PAGE_SIZE, end);
+	ASSERT_LT(vm_get_stat(self->vm, "pages_2m"), huge);
+
+	/* The first unprotect: b still splits the region. */
+	vm_wtrack_unprotect(self->vm, a, PAGE_SIZE);
+	fill(self->vm, self->vcpu, HUGE_GPA, b);
+	fill(self->vm, self->vcpu, b + PAGE_SIZE, end);
+	ASSERT_LT(vm_get_stat(self->vm, "pages_2m"), huge);
+	set_guest_op(self->vm, OP_STORE, b, 3);
+	vcpu_run_to_wtrack_exit(self->vcpu, b);
+
+	/* The last one: the region is mapped huge again. */
+	vm_wtrack_unprotect(self->vm, b, PAGE_SIZE);
+	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
+	ASSERT_EQ(*hva(self->vm, b), 3);
+	fill(self->vm, self->vcpu, HUGE_GPA, end);
+	ASSERT_EQ(vm_get_stat(self->vm, "pages_2m"), huge);
+}
+
 #define RING_ENTRIES	1024
 
 /* Collect @ring's dirty entries from *@next on; true if @slot/@offset was one. */
