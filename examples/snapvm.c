@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/kvm.h>
+#include <linux/kvm_vmware.h>
 #include <asm/kvm_para.h>
 
 #include "kvm_util.h"
