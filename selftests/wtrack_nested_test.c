@@ -301,6 +301,8 @@ TEST(vmsave_into_a_protected_page_is_stopped_svm)
 	TEST_ASSERT_EQ(run->memory_fault.flags, WTRACK_EXIT_FLAGS);
 	gpa = run->memory_fault.gpa;
 	TEST_ASSERT(gpa == fs || gpa == VMSAVE_GPA, "VMSAVE stopped at %#lx, want %#lx", gpa, fs);
+	TH_LOG("VMSAVE stopped at +%#lx: %s", (unsigned long)(gpa - VMSAVE_GPA),
+	       gpa == fs ? "KVM intercepted it" : "the CPU's nested page walk faulted");
 	TEST_ASSERT_EQ(run->memory_fault.size, wtrack_stop_size(gpa));
 	TEST_ASSERT(page_filled(vm, VMSAVE_GPA), "VMSAVE landed in part");
 
