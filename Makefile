@@ -11,8 +11,8 @@
 #   make check-lib  build and run the library's host tests only (no KVM)
 #   make install    install libwtrack (PREFIX=/usr/local, DESTDIR=)
 #   make deps       install the Debian packages everything needs (apt-get)
-#   make check-series  build the modules after each patch of the series,
-#                   then once with CONFIG_KVM_VMWARE=n
+#   make check-series  build the modules after each patch of both series
+#                   (the VMware one also alone), then without each option
 #   make check-debug  build a debug kernel (KASAN, lockdep, KMEMLEAK,
 #                   KVM_PROVE_MMU) with the series and run every suite on
 #                   it (long: see README; not part of make check)
@@ -45,8 +45,9 @@ JOBS     ?= $(shell nproc)
 # 'make headers', the KVM selftests and checkpatch.pl need around them.
 SRC_PARTS := arch/x86 virt include tools scripts usr Makefile Kbuild Kconfig
 
-KERNEL_INPUTS := kernel/series kernel/Kbuild $(wildcard kernel/patches/*.patch) \
-		 $(shell find uapi -type f)
+KERNEL_INPUTS := kernel/series kernel/vmware/series kernel/Kbuild \
+		 $(wildcard kernel/patches/*.patch kernel/vmware/patches/*.patch) \
+		 scripts/series.sh $(shell find uapi -type f)
 
 MODULES := $(KVMDIR)/kvm.ko $(KVMDIR)/kvm-amd.ko $(KVMDIR)/kvm-intel.ko
 LIBOUT  := $(B)/lib
@@ -74,7 +75,7 @@ $(PRISTINE)/.stamp: | deps
 	$(Q)touch $@
 
 $(LINUX)/.stamp: $(PRISTINE)/.stamp $(KERNEL_INPUTS) scripts/prepare-tree.sh
-	@echo "  PATCH   kernel/series"
+	@echo "  PATCH   kernel/series kernel/vmware/series"
 	$(Q)scripts/prepare-tree.sh $(PRISTINE) $(LINUX) $(KVMDIR)
 	$(Q)touch $@
 

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Run the source tarball's scripts/checkpatch.pl --strict on every patch of
-# kernel/series and on the uapi header.  Errors fail; warnings and checks
-# are shown.
+# both series and on the uapi headers, and scripts/check-emulate-callers.sh
+# on the patched tree.  Errors fail; warnings and checks are shown.
 #
 # usage: check-patches.sh LINUX   (the extracted tree that holds checkpatch)
 set -uo pipefail
@@ -36,10 +36,15 @@ check() {
 }
 
 while read -r p; do
-	case "$p" in ''|'#'*) continue ;; esac
-	check "$p" "$top/kernel/patches/$p"
-done <"$top/kernel/series"
+	check "${p#"$top"/kernel/}" "$p"
+done < <("$top/scripts/series.sh" all)
 for f in "$top"/uapi/linux/*.h; do
 	check "uapi/linux/${f##*/}" -f "$f"
 done
+if ! "$top/scripts/check-emulate-callers.sh" "$linux"; then
+	errors=$((errors + 1))
+	echo "check-emulate-callers: errors"
+else
+	echo "check-emulate-callers: every caller passes -EFAULT on"
+fi
 exit $((errors > 0))

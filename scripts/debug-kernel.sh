@@ -24,7 +24,7 @@ if [ ! -e "$pristine/.stamp" ]; then
 	touch "$pristine/.stamp"
 fi
 
-echo "  PATCH   kernel/series (debug tree)"
+echo "  PATCH   kernel/series kernel/vmware/series (debug tree)"
 "$top/scripts/prepare-tree.sh" "$pristine" "$linux" "$linux.kvm-unused"
 rm -rf "$linux.kvm-unused"
 

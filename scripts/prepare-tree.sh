@@ -2,11 +2,14 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Turn the pristine Debian source subset into the patched tree we build from:
-# add the uapi header (uapi/ is its one home; the patches include it), apply
-# kernel/series, then sync the KVM module build directory.  Only files whose content changed get a new mtime, so Kbuild
+# add the uapi headers (uapi/ is their one home; the patches include them),
+# apply our series (scripts/series.sh), then sync the KVM module build
+# directory.  Only files whose content changed get a new mtime, so Kbuild
 # rebuilds only what an edit touched.
 #
 # usage: prepare-tree.sh PRISTINE LINUX KVMDIR
+#   PATCHES=<file>: the patches to apply, one path a line (default: all of
+#   both series)
 set -euo pipefail
 
 pristine=$(realpath "$1") linux=$(realpath -m "$2") kvmdir=$(realpath -m "$3")
@@ -14,6 +17,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 stage=$(mktemp -d "${linux%/*}/stage.XXXXXX")
 mkdir -p "$stage/tree"
 trap 'rm -rf "$stage"' EXIT
+patches=$stage/patches.list
+if [ -n "${PATCHES:-}" ]; then
+	cp "$PATCHES" "$patches"
+else
+	"$top/scripts/series.sh" all >"$patches"
+fi
 
 # Copy $1 to $2 only when the content differs, keeping mtimes stable.
 update() {
@@ -34,9 +43,8 @@ fi
 overlay=$stage/overlay.list
 : >"$overlay"
 while read -r p; do
-	case "$p" in ''|'#'*) continue ;; esac
-	sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$top/kernel/patches/$p" >>"$overlay"
-done <"${SERIES:-$top/kernel/series}"
+	sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$p" >>"$overlay"
+done <"$patches"
 (cd "$top/uapi" && find . -type f -printf 'include/uapi/%P\n') >>"$overlay"
 sort -u -o "$overlay" "$overlay"
 
@@ -45,14 +53,13 @@ while read -r f; do
 	[ -e "$pristine/$f" ] && cp "$pristine/$f" "$stage/tree/$f"
 done <"$overlay"
 mkdir -p "$stage/tree/include/uapi" && cp -r "$top/uapi/." "$stage/tree/include/uapi/"
+# No fuzz: a patch that applies only approximately is a broken series.
 while read -r p; do
-	case "$p" in ''|'#'*) continue ;; esac
-	if ! patch -d "$stage/tree" -p1 -s -N --no-backup-if-mismatch \
-		<"$top/kernel/patches/$p"; then
-		echo "prepare-tree: $p does not apply to the pristine $(basename "$pristine") tree" >&2
+	if ! patch -d "$stage/tree" -p1 -s -N -F0 --no-backup-if-mismatch <"$p"; then
+		echo "prepare-tree: ${p#"$top"/} does not apply after the patches before it" >&2
 		exit 1
 	fi
-done <"${SERIES:-$top/kernel/series}"
+done <"$patches"
 
 # Files we overlaid last time but no longer touch go back to pristine.
 comm -23 <(sort "$linux/.wtrack-overlay") "$overlay" | while read -r f; do

@@ -5,7 +5,7 @@
  * Documentation/vmware.rst.
  *
  * The single definition of these numbers.  The kernel includes this header
- * from <asm/kvm.h>; userspace includes it directly.  Numbers are chosen
+ * from <linux/kvm.h>; userspace includes it directly.  Numbers are chosen
  * away from upstream KVM's (capabilities up to the high 240s, exit reasons
  * from 40 on): capabilities from 1040 and exit reasons from 1024 to 1031.
  * Write tracking (<linux/kvm_wtrack.h>) uses capabilities from 1024 and
@@ -19,8 +19,9 @@
 /*
  * VMware backdoor hypercalls: KVM_ENABLE_CAP(KVM_CAP_X86_VMWARE_HYPERCALL)
  * on the VM fd with args[0] = 1 makes VMCALL/VMMCALL with EAX =
- * KVM_VMWARE_MAGIC exit to userspace with KVM_EXIT_VMWARE, unless the
- * guest has enabled Hyper-V hypercalls; args[0] = 0 turns it off again.
+ * KVM_VMWARE_MAGIC exit to userspace with KVM_EXIT_VMWARE, unless Hyper-V
+ * hypercalls are enabled for the vCPU (Hyper-V CPUID and the guest's OS
+ * ID set), which then get every VMCALL; args[0] = 0 turns it off again.
  * Other hypercalls are unaffected.
  */
 #define KVM_CAP_X86_VMWARE_HYPERCALL		1040

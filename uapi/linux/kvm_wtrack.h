@@ -91,26 +91,22 @@ struct kvm_wtrack_range {
  * on a protected page before anyone could be told: KVM_RUN returns 0 with
  * this exit reason and kvm_run.wtrack_landed filled in.  It is not a fault:
  * nothing is retried, and KVM has ended the page's protection, since the
- * contents it guarded are gone.
+ * contents it guarded are gone.  Every such write is reported, once; a
+ * guest write stopped on a page whose landed write is not reported yet
+ * reports that instead.  KVM_RUN with immediate_exit reports them too.
  */
 #define KVM_EXIT_WTRACK_LANDED		1032
 
-/* kvm_run.wtrack_landed; also the meaning of an event's flags. */
+/* kvm_run.wtrack_landed. */
 struct kvm_wtrack_landed_exit {
 	__u64 flags;		/* KVM_WTRACK_EVENT_* */
-	__u64 gpa;		/* the page, page aligned; 0 with OVERFLOW */
-	__u64 size;		/* the page size; 0 with OVERFLOW */
+	__u64 gpa;		/* the page, page aligned */
+	__u64 size;		/* the page size */
 	__u64 reserved[4];	/* 0 */
 };
 
 /* Set in kvm_wtrack_event.flags and kvm_wtrack_landed_exit.flags. */
 #define KVM_WTRACK_EVENT_LANDED		(1ULL << 0)
-/*
- * With LANDED: KVM wrote more protected pages than it could name.  Their
- * old contents are lost and they were not named, so a snapshot in progress
- * is invalid.  They stay protected.
- */
-#define KVM_WTRACK_EVENT_OVERFLOW	(1ULL << 1)
 
 /*
  * Ring mode: KVM_WTRACK_RING_FD on the VM fd, whose argument must be 0,
