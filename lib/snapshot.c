@@ -380,18 +380,6 @@ static int fix_protection(struct wtsnap *s)
 
 /* ---- Guest writes ---- */
 
-static bool range_copied(struct wtsnap *s, uint64_t gpa, uint64_t size)
-{
-	for (uint64_t a = gpa & ~(PAGE - 1); a < gpa + size; a += PAGE) {
-		const struct region *r = find_region(s, a);
-
-		if (r && __atomic_load_n(&s->state[gpa_index(r, a)],
-					 __ATOMIC_ACQUIRE) != COPIED)
-			return false;
-	}
-	return true;
-}
-
 /* A write KVM made itself: reported after it landed, and not resolved. */
 static bool event_landed(const struct kvm_wtrack_event *ev)
 {
@@ -399,9 +387,11 @@ static bool event_landed(const struct kvm_wtrack_event *ev)
 }
 
 /*
- * A write KVM made itself arrives after it landed: harmless on a page
- * already copied, a corrupted snapshot on any other.  An overflow names
- * no page: pages KVM wrote are lost, whichever they were.
+ * A write KVM made itself arrives after it landed, on a page that was
+ * protected then: the page's contents at the snapshot are gone, even if
+ * it was copied since, as KVM's write may have come before the copy.  The
+ * pages KVM writes are copied in the pause and left unprotected, so this
+ * is a write the snapshot did not plan for.
  */
 static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
 {
@@ -416,9 +406,6 @@ static int handle_event(struct wtsnap *s, const struct kvm_wtrack_event *ev)
 	if (__atomic_load_n(&s->early, __ATOMIC_ACQUIRE))
 		return note_fixups(s, ev->gpa, ev->size);
 	if (event_landed(ev)) {
-		if (!(ev->flags & KVM_WTRACK_EVENT_OVERFLOW) &&
-		    range_copied(s, ev->gpa, ev->size))
-			return 0;
 		count(s, C_LOST, 1);
 		return -ESTALE;
 	}

@@ -265,10 +265,9 @@ int wtrack_ring_fd(struct wtrack *wt);
  * in memory_fault.flags; @ev gets its gpa and size (the rest of the page
  * from the first protected byte) and flags 0.  A landed write: KVM_RUN
  * returns 0 with exit reason KVM_EXIT_WTRACK_LANDED; @ev gets
- * kvm_run.wtrack_landed's gpa, size and flags (KVM_WTRACK_EVENT_LANDED,
- * maybe with KVM_WTRACK_EVENT_OVERFLOW).  The event's seq is 0: exits are
- * not numbered.  Works with a <linux/kvm.h> that lacks memory_fault or
- * wtrack_landed.
+ * kvm_run.wtrack_landed's gpa, size and flags (KVM_WTRACK_EVENT_LANDED).
+ * The event's seq is 0: exits are not numbered.  Works with a
+ * <linux/kvm.h> that lacks memory_fault or wtrack_landed.
  *
  * Return: 1 if the exit is a write-tracking report (@ev filled), 0 if it
  * is something else, -EINVAL if @run or @ev is NULL.

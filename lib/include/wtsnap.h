@@ -509,9 +509,9 @@ struct wtsnap_params {
  * @eager: pages copied during the pause: the ones KVM writes on its own
  *	(kvmclock, steal time, nested state, guest page tables...).
  * @events: write reports the engine handled.
- * @lost: writes reported as landed on a page not yet copied, and reports
- *	of landed writes to pages KVM could not name (OVERFLOW): the
- *	snapshot is not exact and wtsnap_finish() fails.
+ * @lost: writes KVM reported as landed on a protected page, whose
+ *	contents at the snapshot are gone: the snapshot is not exact and
+ *	wtsnap_finish() fails.
  * @pause_ns: how long the vCPUs were paused, the pause callback included.
  * @state_ns: of which saving the state and copying the pages KVM writes.
  * @protect_ns: of which setting the protection of guest memory: with

@@ -901,11 +901,6 @@ static void test_exit_event(void)
 	CHECK_EQ(ev.vcpu_id, 0);
 	CHECK_EQ(ev.seq, 0);
 	CHECK_EQ(ev.reserved[0], 0);
-	craft_exit(&run, KVM_EXIT_WTRACK_LANDED, landed | KVM_WTRACK_EVENT_OVERFLOW, 0, 0);
-	CHECK_EQ(wtrack_exit_event(&run, 1, &ev), 1);
-	CHECK_EQ(ev.flags, landed | KVM_WTRACK_EVENT_OVERFLOW);
-	CHECK_EQ(ev.gpa, 0);
-	CHECK_EQ(ev.size, 0);
 	/* A private/shared conversion request is not ours. */
 	craft_exit(&run, 39, 1ULL << 3, 0x8000, 0x1000);
 	memset(&ev, 0xab, sizeof(ev));
