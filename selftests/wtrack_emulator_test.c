@@ -311,31 +311,12 @@ TEST_F(emul, rep_insb_reads_the_port_once)
 		vcpu_run(self->vcpu);
 		if (run->exit_reason != KVM_EXIT_IO || run->io.port != IO_PORT)
 			break;
-		ASSERT_EQ(run->io.direction, KVM_EXIT_IO_IN);
-		ASSERT_EQ(run->io.size, 1);
-		for (uint32_t i = 0; i < run->io.count; i++)
-			((uint8_t *)run + run->io.data_offset)[i] = 0xd0 + port_reads + i;
-		port_reads += run->io.count;
+		port_reads += wtrack_answer_insb(self->vcpu, IO_PORT, port_reads);
 	}
 	ASSERT_EQ(port_reads, 4);
 	ASSERT_EQ(get_ucall(self->vcpu, NULL), UCALL_SYNC);
 	for (int i = 0; i < 4; i++)
 		ASSERT_EQ(hva(self->vm, gpa)[i], 0xd0 + i);
-}
-
-/* Answer a KVM_EXIT_IO of REP INSB on IO_PORT with bytes 0xd0 + n, 0xd1 + n... */
-static int give_port_bytes(struct __test_metadata *_metadata,
-			   struct kvm_vcpu *vcpu, int n)
-{
-	struct kvm_run *run = vcpu->run;
-
-	ASSERT_EQ(run->exit_reason, KVM_EXIT_IO);
-	ASSERT_EQ(run->io.port, IO_PORT);
-	ASSERT_EQ(run->io.direction, KVM_EXIT_IO_IN);
-	ASSERT_EQ(run->io.size, 1);
-	for (uint32_t i = 0; i < run->io.count; i++)
-		((uint8_t *)run + run->io.data_offset)[i] = 0xd0 + n + i;
-	return run->io.count;
 }
 
 /*
@@ -350,7 +331,7 @@ TEST_F(emul, rep_insb_keeps_port_data_across_a_stop)
 
 	set_guest_op(self->vm, OP_REP_INSB, gpa, 0, 16);
 	vcpu_run(self->vcpu);
-	given = give_port_bytes(_metadata, self->vcpu, 0);
+	given = wtrack_answer_insb(self->vcpu, IO_PORT, 0);
 	ASSERT_EQ(given, 8);
 
 	vm_wtrack_protect(self->vm, PAGE(3), 2 * PAGE_SIZE);
@@ -368,7 +349,7 @@ TEST_F(emul, rep_insb_keeps_port_data_across_a_stop)
 
 	vm_wtrack_unprotect(self->vm, PAGE(4), PAGE_SIZE);
 	vcpu_run(self->vcpu);
-	given += give_port_bytes(_metadata, self->vcpu, given);
+	given += wtrack_answer_insb(self->vcpu, IO_PORT, given);
 	ASSERT_EQ(given, 16);
 	vcpu_run_to_ucall(self->vcpu, UCALL_SYNC);
 	for (int i = 0; i < 16; i++)

@@ -280,30 +280,20 @@ TEST(vmsave_into_a_protected_page_is_stopped_svm)
 {
 	const uint64_t fs = VMSAVE_GPA + offsetof(struct vmcb, save.fs);
 	struct kvm_vcpu *vcpu;
-	struct kvm_run *run;
 	struct kvm_vm *vm;
 	uint64_t gpa;
-	int r;
 
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_X86_WRITE_TRACK));
 	TEST_REQUIRE(kvm_cpu_has(X86_FEATURE_SVM));
 
 	vm = create_vm(&vcpu, l1_vmsave_code);
-	run = vcpu->run;
 	memset(addr_gpa2hva(vm, VMSAVE_GPA), FILL, PAGE_SIZE);
 	vm_wtrack_protect(vm, VMSAVE_GPA, PAGE_SIZE);
 
-	r = _vcpu_run(vcpu);
-	TEST_ASSERT(r == -1 && errno == EFAULT,
-		    "VMSAVE into a protected page: KVM_RUN %d errno %d (exit %s), want a stop",
-		    r, errno, exit_reason_str(run->exit_reason));
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT_EQ(run->memory_fault.flags, WTRACK_EXIT_FLAGS);
-	gpa = run->memory_fault.gpa;
+	gpa = vcpu_run_to_wtrack_stop(vcpu);
 	TEST_ASSERT(gpa == fs || gpa == VMSAVE_GPA, "VMSAVE stopped at %#lx, want %#lx", gpa, fs);
 	TH_LOG("VMSAVE stopped at +%#lx: %s", (unsigned long)(gpa - VMSAVE_GPA),
 	       gpa == fs ? "KVM intercepted it" : "the CPU's nested page walk faulted");
-	TEST_ASSERT_EQ(run->memory_fault.size, wtrack_stop_size(gpa));
 	TEST_ASSERT(page_filled(vm, VMSAVE_GPA), "VMSAVE landed in part");
 
 	/* Retried while still protected: the same stop. */

@@ -10,17 +10,13 @@
  * that come with the end of their page's protection.
  */
 #include <poll.h>
-#include <sched.h>
-#include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
-#include <liburing.h>
 
 #include "kvm_util.h"
 #include "processor.h"
 #include "kselftest_harness.h"
-#include "wtrack_util.h"
+#include "wtrack_ring_util.h"
 
 #define DATA_GPA	0xc0000000ULL
 #define DATA_SLOT	1
@@ -28,8 +24,6 @@
 #define NR_VCPUS	2
 #define PATTERN		0x6f6f6f6f6f6f6f6fULL
 #define PAGE(n)		(DATA_GPA + (n) * PAGE_SIZE)
-/* Under software emulation a vCPU may take a while to get anywhere. */
-#define TIMEOUT_MS	20000
 
 /* Write @val + i at the start of @npages pages from @addr, in order. */
 static void guest_code(uint64_t addr, uint64_t npages, uint64_t val)
@@ -48,98 +42,11 @@ static void guest_insb(uint64_t addr, uint64_t count)
 	GUEST_DONE();
 }
 
-/* One KVM_RUN in a thread of its own, so the test can watch it wait. */
-struct vcpu_run {
-	struct kvm_vcpu *vcpu;
-	pthread_t thread;
-	int r, err;
-	volatile bool done;
-};
-
-static void *vcpu_run_thread(void *arg)
-{
-	struct vcpu_run *run = arg;
-
-	/* Not _vcpu_run(), which retries KVM_RUN on EINTR. */
-	run->r = __vcpu_run(run->vcpu);
-	run->err = errno;
-	run->done = true;
-	return NULL;
-}
-
-/* @attr: the thread's attributes, or NULL. */
-static void __vcpu_run_start(struct vcpu_run *run, struct kvm_vcpu *vcpu,
-			     const pthread_attr_t *attr)
-{
-	run->vcpu = vcpu;
-	run->done = false;
-	pthread_create(&run->thread, attr, vcpu_run_thread, run);
-}
-
-static void vcpu_run_start(struct vcpu_run *run, struct kvm_vcpu *vcpu)
-{
-	__vcpu_run_start(run, vcpu, NULL);
-}
-
-static void pin_to_cpu(cpu_set_t *set, int cpu)
-{
-	CPU_ZERO(set);
-	CPU_SET(cpu, set);
-}
-
-/* The same, on @cpu from its start. */
-static void vcpu_run_start_on(struct vcpu_run *run, struct kvm_vcpu *vcpu, int cpu)
-{
-	pthread_attr_t attr;
-	cpu_set_t set;
-
-	pin_to_cpu(&set, cpu);
-	pthread_attr_init(&attr);
-	pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	__vcpu_run_start(run, vcpu, &attr);
-	pthread_attr_destroy(&attr);
-}
-
-/* Join a KVM_RUN that must have ended with the guest done. */
-static void vcpu_run_join_done(struct vcpu_run *run)
-{
-	struct ucall uc;
-
-	pthread_join(run->thread, NULL);
-	TEST_ASSERT(!run->r, "KVM_RUN: %d errno %d (exit %s)", run->r, run->err,
-		    exit_reason_str(run->vcpu->run->exit_reason));
-	TEST_ASSERT_KVM_EXIT_REASON(run->vcpu, KVM_EXIT_IO);
-	if (get_ucall(run->vcpu, &uc) == UCALL_ABORT)
-		REPORT_GUEST_ASSERT(uc);
-	TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
-}
-
-static void msleep(int ms)
-{
-	usleep(ms * 1000);
-}
-
-/* @cond is evaluated once per millisecond, and may have side effects. */
-#define wait_until(cond)						\
-({									\
-	bool __ok;							\
-	int __ms = 0;							\
-									\
-	while (!(__ok = (cond)) && __ms < TIMEOUT_MS) {			\
-		msleep(1);						\
-		__ms++;							\
-	}								\
-	TEST_ASSERT(__ok, "timed out waiting for " #cond);		\
-})
-
 FIXTURE(ring) {
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpus[NR_VCPUS];
-	struct vcpu_run runs[NR_VCPUS];
-	int ring_fd;
-	const volatile struct kvm_wtrack_ring_header *hdr;
-	const volatile char *events;	/* header.event_size bytes apart */
-	size_t map_size;
+	struct wtrack_vcpu_run runs[NR_VCPUS];
+	struct wtrack_test_ring ring;
 };
 
 static void set_guest_writes(struct kvm_vcpu *vcpu, uint64_t gpa, int npages,
@@ -148,63 +55,12 @@ static void set_guest_writes(struct kvm_vcpu *vcpu, uint64_t gpa, int npages,
 	vcpu_args_set(vcpu, 3, gpa, npages, val);
 }
 
-static int __enable_ring(struct kvm_vm *vm, uint64_t flags, uint64_t entries)
-{
-	struct kvm_enable_cap cap = {
-		.cap = KVM_CAP_X86_WRITE_TRACK,
-		.args = { flags, entries },
-	};
-
-	return __vm_ioctl(vm, KVM_ENABLE_CAP, &cap);
-}
-
-static void ring_map(struct __test_metadata *_metadata, FIXTURE_DATA(ring) *self)
-{
-	const struct kvm_wtrack_ring_header *hdr;
-
-	hdr = mmap(NULL, getpagesize(), PROT_READ, MAP_SHARED, self->ring_fd, 0);
-	ASSERT_NE(hdr, MAP_FAILED);
-	/* A consumer strides by event_size, which covers what it knows. */
-	ASSERT_GE(hdr->event_size, sizeof(struct kvm_wtrack_event));
-	self->map_size = hdr->events_offset + (size_t)hdr->size * hdr->event_size;
-	munmap((void *)hdr, getpagesize());
-
-	hdr = mmap(NULL, self->map_size, PROT_READ, MAP_SHARED, self->ring_fd, 0);
-	ASSERT_NE(hdr, MAP_FAILED);
-	self->hdr = hdr;
-	self->events = (const void *)hdr + hdr->events_offset;
-}
-
-/* Ring mode with @entries entries, a consumer fd and its mapping. */
+/* Ring mode with @entries entries, a consumer fd, its mapping and io_uring. */
 static void ring_open(struct __test_metadata *_metadata, FIXTURE_DATA(ring) *self,
 		      uint64_t entries)
 {
-	ASSERT_EQ(__enable_ring(self->vm, KVM_WTRACK_ENABLE_RING, entries), 0);
-	self->ring_fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
-	ASSERT_GE(self->ring_fd, 0);
-	ring_map(_metadata, self);
-}
-
-static void ring_close(FIXTURE_DATA(ring) *self)
-{
-	if (self->hdr)
-		munmap((void *)self->hdr, self->map_size);
-	if (self->ring_fd >= 0)
-		close(self->ring_fd);
-	self->hdr = NULL;
-	self->ring_fd = -1;
-}
-
-static uint32_t ring_tail(FIXTURE_DATA(ring) *self)
-{
-	return __atomic_load_n(&self->hdr->tail, __ATOMIC_ACQUIRE);
-}
-
-static struct kvm_wtrack_event ring_event(FIXTURE_DATA(ring) *self, uint32_t i)
-{
-	size_t off = (size_t)(i & (self->hdr->size - 1)) * self->hdr->event_size;
-
-	return *(struct kvm_wtrack_event *)(self->events + off);
+	ASSERT_EQ(__vm_enable_wtrack_ring(self->vm, entries), 0);
+	wtrack_ring_attach(self->vm, &self->ring);
 }
 
 static void ring_vm_create(FIXTURE_DATA(ring) *self)
@@ -214,8 +70,8 @@ static void ring_vm_create(FIXTURE_DATA(ring) *self)
 				    DATA_SLOT, DATA_PAGES, 0);
 	virt_map(self->vm, DATA_GPA, DATA_GPA, DATA_PAGES);
 	memset(addr_gpa2hva(self->vm, DATA_GPA), 0x6f, DATA_PAGES * PAGE_SIZE);
-	self->ring_fd = -1;
-	self->hdr = NULL;
+	self->ring.fd = -1;
+	self->ring.hdr = NULL;
 }
 
 FIXTURE_SETUP(ring)
@@ -224,31 +80,16 @@ FIXTURE_SETUP(ring)
 	ring_vm_create(self);
 }
 
-#define POLL_NS_PARAM	"/sys/module/kvm/parameters/wtrack_poll_ns"
-/* Debug kernels only (CONFIG_KVM_WRITE_TRACK_DEBUG): a ring release sleeps. */
-#define DELAY_RELEASE_PARAM	"/sys/module/kvm/parameters/wtrack_delay_release_us"
-
-static int set_param(const char *path, unsigned int val)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f)
-		return -errno;
-	fprintf(f, "%u\n", val);
-	return fclose(f) ? -errno : 0;
-}
-
 /* kvm.wtrack_poll_ns: how long a waiting vCPU polls before it sleeps. */
 static int set_poll_ns(unsigned int ns)
 {
-	return set_param(POLL_NS_PARAM, ns);
+	return wtrack_set_kvm_param("wtrack_poll_ns", ns);
 }
 
 FIXTURE_TEARDOWN(ring)
 {
 	set_poll_ns(0);
-	set_param(DELAY_RELEASE_PARAM, 0);
-	ring_close(self);
+	wtrack_ring_detach(&self->ring);
 	if (self->vm)
 		kvm_vm_free(self->vm);
 }
@@ -274,9 +115,9 @@ static void check_event(struct __test_metadata *_metadata,
 
 /* The vCPU stays in KVM_RUN and its write has not landed. */
 static void check_waiting(struct __test_metadata *_metadata, struct kvm_vm *vm,
-			  struct vcpu_run *run, uint64_t gpa)
+			  struct wtrack_vcpu_run *run, uint64_t gpa)
 {
-	msleep(100);
+	usleep(100 * 1000);
 	ASSERT_FALSE(run->done);
 	ASSERT_EQ(*hva(vm, gpa), PATTERN);
 }
@@ -287,16 +128,16 @@ TEST_F(ring, enable_and_fd_errors)
 	void *p;
 	int fd;
 
-	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL), -1);
+	ASSERT_EQ(__vm_wtrack_ring_fd(self->vm), -1);
 	ASSERT_EQ(errno, ENXIO);
 	for (int i = 0; i < ARRAY_SIZE(bad_entries); i++) {
-		ASSERT_EQ(__enable_ring(self->vm, KVM_WTRACK_ENABLE_RING, bad_entries[i]), -1);
+		ASSERT_EQ(__vm_enable_wtrack_ring(self->vm, bad_entries[i]), -1);
 		ASSERT_EQ(errno, EINVAL);
 	}
-	ASSERT_EQ(__enable_ring(self->vm, KVM_WTRACK_ENABLE_RING | KVM_WTRACK_ENABLE_EXIT,
-				16), -1);
+	ASSERT_EQ(__vm_enable_wtrack(self->vm, KVM_WTRACK_ENABLE_RING | KVM_WTRACK_ENABLE_EXIT,
+				     16), -1);
 	ASSERT_EQ(errno, EINVAL);
-	ASSERT_EQ(__enable_ring(self->vm, KVM_WTRACK_ENABLE_RING, 16), 0);
+	ASSERT_EQ(__vm_enable_wtrack_ring(self->vm, 16), 0);
 
 	/* Protection needs a consumer to resolve its events. */
 	ASSERT_EQ(__vm_wtrack(self->vm, KVM_WTRACK_PROTECT, PAGE(0), PAGE_SIZE), -1);
@@ -305,88 +146,46 @@ TEST_F(ring, enable_and_fd_errors)
 	/* Its argument must be 0, and a refused call attaches nothing. */
 	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, (void *)1), -1);
 	ASSERT_EQ(errno, EINVAL);
-	self->ring_fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
-	ASSERT_GE(self->ring_fd, 0);
-	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL), -1);
+	self->ring.fd = __vm_wtrack_ring_fd(self->vm);
+	ASSERT_GE(self->ring.fd, 0);
+	ASSERT_EQ(__vm_wtrack_ring_fd(self->vm), -1);
 	ASSERT_EQ(errno, EBUSY);
 
 	/* The kernel writes the mapping, userspace only reads it. */
-	p = mmap(NULL, getpagesize(), PROT_READ | PROT_WRITE, MAP_SHARED, self->ring_fd, 0);
+	p = mmap(NULL, getpagesize(), PROT_READ | PROT_WRITE, MAP_SHARED, self->ring.fd, 0);
 	ASSERT_EQ(p, MAP_FAILED);
 	ASSERT_EQ(errno, EPERM);
-	ring_map(_metadata, self);
-	ASSERT_EQ(mprotect((void *)self->hdr, getpagesize(), PROT_READ | PROT_WRITE), -1);
-	ASSERT_EQ(self->hdr->size, 16);
-	ASSERT_EQ(self->hdr->events_offset, getpagesize());
-	ASSERT_EQ(self->hdr->event_size, sizeof(struct kvm_wtrack_event));
-	ASSERT_EQ(self->hdr->event_size, 64);
-	ASSERT_EQ(self->hdr->pad, 0);
-	ASSERT_EQ(self->hdr->features, 0);
-	ASSERT_EQ(self->hdr->tail, 0);
-	ASSERT_EQ(self->hdr->head, 0);
-	p = mmap(NULL, self->map_size + getpagesize(), PROT_READ, MAP_SHARED, self->ring_fd, 0);
+	wtrack_ring_map(&self->ring);
+	ASSERT_EQ(mprotect((void *)self->ring.hdr, getpagesize(), PROT_READ | PROT_WRITE), -1);
+	ASSERT_EQ(self->ring.hdr->size, 16);
+	ASSERT_EQ(self->ring.hdr->events_offset, getpagesize());
+	ASSERT_EQ(self->ring.hdr->event_size, sizeof(struct kvm_wtrack_event));
+	ASSERT_EQ(self->ring.hdr->event_size, 64);
+	ASSERT_EQ(self->ring.hdr->pad, 0);
+	ASSERT_EQ(self->ring.hdr->features, 0);
+	ASSERT_EQ(self->ring.hdr->tail, 0);
+	ASSERT_EQ(self->ring.hdr->head, 0);
+	p = mmap(NULL, self->ring.map_size + getpagesize(), PROT_READ, MAP_SHARED,
+		 self->ring.fd, 0);
 	ASSERT_EQ(p, MAP_FAILED);
 
 	/* The fd must be closed and unmapped before the next consumer. */
-	close(self->ring_fd);
-	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL), -1);
+	close(self->ring.fd);
+	ASSERT_EQ(__vm_wtrack_ring_fd(self->vm), -1);
 	ASSERT_EQ(errno, EBUSY);
-	munmap((void *)self->hdr, self->map_size);
-	self->hdr = NULL;
-	fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
+	munmap((void *)self->ring.hdr, self->ring.map_size);
+	self->ring.hdr = NULL;
+	fd = __vm_wtrack_ring_fd(self->vm);
 	ASSERT_GE(fd, 0);
-	self->ring_fd = fd;
-}
-
-static void *close_thread(void *arg)
-{
-	close((int)(long)arg);
-	return NULL;
-}
-
-/*
- * The last reference to a ring file went, and its release is unprotecting
- * every page (slowed down by kvm.wtrack_delay_release_us): no protection
- * can be set, and a new consumer cannot attach before the release is
- * done, since the release would undo its protections.  Then it can.
- */
-TEST_F(ring, ring_fd_is_busy_until_the_release_is_done)
-{
-	pthread_t closer;
-
-	if (set_param(DELAY_RELEASE_PARAM, 1000000))
-		SKIP(return, "no kvm.wtrack_delay_release_us (CONFIG_KVM_WRITE_TRACK_DEBUG=n)");
-	ring_open(_metadata, self, 16);
-	vm_wtrack_protect(self->vm, PAGE(0), 4 * PAGE_SIZE);
-	munmap((void *)self->hdr, self->map_size);
-	self->hdr = NULL;
-
-	/* The last close runs the release, which sleeps in its thread. */
-	pthread_create(&closer, NULL, close_thread, (void *)(long)self->ring_fd);
-	self->ring_fd = -1;
-	wait_until(__vm_wtrack(self->vm, KVM_WTRACK_PROTECT, PAGE(8), PAGE_SIZE) == -1 &&
-		   errno == ENOTCONN);
-	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL), -1);
-	ASSERT_EQ(errno, EBUSY);
-	pthread_join(closer, NULL);
-
-	/* Done: everything unprotected, and a new consumer attaches. */
-	self->ring_fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
-	ASSERT_GE(self->ring_fd, 0);
-	ring_map(_metadata, self);
-	set_guest_writes(self->vcpus[0], PAGE(0), 4, 0x500);
-	vcpu_run_start(&self->runs[0], self->vcpus[0]);
-	vcpu_run_join_done(&self->runs[0]);
-	ASSERT_EQ(ring_tail(self), 0);
-	ASSERT_EQ(*hva(self->vm, PAGE(3)), 0x503);
+	self->ring.fd = fd;
 }
 
 TEST_F(ring, exit_mode_has_no_ring)
 {
-	ASSERT_EQ(__enable_ring(self->vm, KVM_WTRACK_ENABLE_EXIT, 16), -1);
+	ASSERT_EQ(__vm_enable_wtrack(self->vm, KVM_WTRACK_ENABLE_EXIT, 16), -1);
 	ASSERT_EQ(errno, EINVAL);
-	ASSERT_EQ(__enable_ring(self->vm, KVM_WTRACK_ENABLE_EXIT, 0), 0);
-	ASSERT_EQ(__vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL), -1);
+	ASSERT_EQ(__vm_enable_wtrack(self->vm, KVM_WTRACK_ENABLE_EXIT, 0), 0);
+	ASSERT_EQ(__vm_wtrack_ring_fd(self->vm), -1);
 	ASSERT_EQ(errno, EINVAL);
 }
 
@@ -398,28 +197,28 @@ TEST_F(ring, write_waits_for_resolve_then_lands_once)
 	ring_open(_metadata, self, 16);
 	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
 	set_guest_writes(self->vcpus[0], gpa, 1, 0x1234);
-	vcpu_run_start(&self->runs[0], self->vcpus[0]);
+	wtrack_vcpu_run_start(&self->runs[0], self->vcpus[0]);
 
 	/* A blocking read() is a consumer too. */
-	ASSERT_EQ(read(self->ring_fd, ev, sizeof(ev)), sizeof(ev[0]));
+	ASSERT_EQ(read(self->ring.fd, ev, sizeof(ev)), sizeof(ev[0]));
 	check_event(_metadata, ev[0], gpa, self->vcpus[0]->id, 0);
-	ASSERT_EQ(self->hdr->head, 1);
-	ASSERT_EQ(self->hdr->events, 1);
+	ASSERT_EQ(self->ring.hdr->head, 1);
+	ASSERT_EQ(self->ring.hdr->events, 1);
 	check_waiting(_metadata, self->vm, &self->runs[0], gpa);
 
 	vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
-	vcpu_run_join_done(&self->runs[0]);
+	wtrack_vcpu_run_join(&self->runs[0], UCALL_DONE);
 	ASSERT_EQ(*hva(self->vm, gpa), 0x1234);
-	ASSERT_EQ(self->hdr->resolved, 1);
-	ASSERT_EQ(self->hdr->polled, 0);
-	ASSERT_EQ(ring_tail(self), 1);
+	ASSERT_EQ(self->ring.hdr->resolved, 1);
+	ASSERT_EQ(self->ring.hdr->polled, 0);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
 
 	/* Nothing more to read, and poll() says so. */
-	ASSERT_EQ(poll(&(struct pollfd){ .fd = self->ring_fd, .events = POLLIN }, 1, 0), 0);
-	fcntl(self->ring_fd, F_SETFL, O_NONBLOCK);
-	ASSERT_EQ(read(self->ring_fd, ev, sizeof(ev)), -1);
+	ASSERT_EQ(poll(&(struct pollfd){ .fd = self->ring.fd, .events = POLLIN }, 1, 0), 0);
+	fcntl(self->ring.fd, F_SETFL, O_NONBLOCK);
+	ASSERT_EQ(read(self->ring.fd, ev, sizeof(ev)), -1);
 	ASSERT_EQ(errno, EAGAIN);
-	ASSERT_EQ(read(self->ring_fd, ev, sizeof(ev[0]) - 1), -1);
+	ASSERT_EQ(read(self->ring.fd, ev, sizeof(ev[0]) - 1), -1);
 	ASSERT_EQ(errno, EINVAL);
 }
 
@@ -432,22 +231,22 @@ TEST_F(ring, vcpus_on_one_page_share_one_event)
 	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
 	for (i = 0; i < NR_VCPUS; i++) {
 		set_guest_writes(self->vcpus[i], gpa, 1, 0x100 + i);
-		vcpu_run_start(&self->runs[i], self->vcpus[i]);
+		wtrack_vcpu_run_start(&self->runs[i], self->vcpus[i]);
 	}
 
-	wait_until(self->hdr->coalesced == NR_VCPUS - 1);
-	ASSERT_EQ(ring_tail(self), 1);
-	ASSERT_EQ(poll(&(struct pollfd){ .fd = self->ring_fd, .events = POLLIN }, 1, 0), 1);
-	check_event(_metadata, ring_event(self, 0), gpa, -1, 0);
+	wtrack_wait_until(self->ring.hdr->coalesced == NR_VCPUS - 1);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
+	ASSERT_EQ(poll(&(struct pollfd){ .fd = self->ring.fd, .events = POLLIN }, 1, 0), 1);
+	check_event(_metadata, wtrack_ring_event(&self->ring, 0), gpa, -1, 0);
 	for (i = 0; i < NR_VCPUS; i++)
 		check_waiting(_metadata, self->vm, &self->runs[i], gpa);
 
 	/* One resolve releases them all. */
 	vm_wtrack_unprotect(self->vm, gpa, PAGE_SIZE);
 	for (i = 0; i < NR_VCPUS; i++)
-		vcpu_run_join_done(&self->runs[i]);
-	ASSERT_EQ(self->hdr->resolved, 1);
-	ASSERT_EQ(ring_tail(self), 1);
+		wtrack_vcpu_run_join(&self->runs[i], UCALL_DONE);
+	ASSERT_EQ(self->ring.hdr->resolved, 1);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
 }
 
 static void sigusr1(int sig)
@@ -457,16 +256,16 @@ static void sigusr1(int sig)
 TEST_F(ring, signal_ends_the_wait_and_the_write_is_retried)
 {
 	struct sigaction sa = { .sa_handler = sigusr1 };
-	struct vcpu_run *run = &self->runs[0];
+	struct wtrack_vcpu_run *run = &self->runs[0];
 	uint64_t gpa = PAGE(9) + 0x48;
 
 	ASSERT_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
 	ring_open(_metadata, self, 16);
 	vm_wtrack_protect(self->vm, PAGE(9), PAGE_SIZE);
 	set_guest_writes(self->vcpus[0], gpa, 1, 0x5678);
-	vcpu_run_start(run, self->vcpus[0]);
-	wait_until(ring_tail(self) == 1);
-	check_event(_metadata, ring_event(self, 0), gpa, self->vcpus[0]->id, 0);
+	wtrack_vcpu_run_start(run, self->vcpus[0]);
+	wtrack_wait_until(wtrack_ring_tail(&self->ring) == 1);
+	check_event(_metadata, wtrack_ring_event(&self->ring, 0), gpa, self->vcpus[0]->id, 0);
 	check_waiting(_metadata, self->vm, run, gpa);
 
 	pthread_kill(run->thread, SIGUSR1);
@@ -477,13 +276,13 @@ TEST_F(ring, signal_ends_the_wait_and_the_write_is_retried)
 	ASSERT_EQ(*hva(self->vm, gpa), PATTERN);
 
 	/* The page's event is still unresolved: the retry joins it. */
-	vcpu_run_start(run, self->vcpus[0]);
-	wait_until(self->hdr->coalesced == 1);
-	ASSERT_EQ(ring_tail(self), 1);
+	wtrack_vcpu_run_start(run, self->vcpus[0]);
+	wtrack_wait_until(self->ring.hdr->coalesced == 1);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
 	check_waiting(_metadata, self->vm, run, gpa);
 
 	vm_wtrack_unprotect(self->vm, PAGE(9), PAGE_SIZE);
-	vcpu_run_join_done(run);
+	wtrack_vcpu_run_join(run, UCALL_DONE);
 	ASSERT_EQ(*hva(self->vm, gpa), 0x5678);
 }
 
@@ -495,13 +294,11 @@ TEST_F(ring, signal_ends_the_wait_and_the_write_is_retried)
 TEST_F(ring, vcpu_polls_for_a_quick_resolve)
 {
 	struct sigaction sa = { .sa_handler = sigusr1 };
-	struct vcpu_run *run = &self->runs[0];
-	cpu_set_t set;
+	struct wtrack_vcpu_run *run = &self->runs[0];
 
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
 		SKIP(return, "a polling vCPU needs a CPU of its own");
-	pin_to_cpu(&set, 0);
-	ASSERT_EQ(sched_setaffinity(0, sizeof(set), &set), 0);
+	kvm_pin_this_task_to_pcpu(0);
 	ASSERT_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
 	ASSERT_EQ(set_poll_ns(3000000000u), 0);
 	ring_open(_metadata, self, 16);
@@ -512,19 +309,19 @@ TEST_F(ring, vcpu_polls_for_a_quick_resolve)
 	 * CPU ends a poll early, so of three tries one must see the resolve.
 	 */
 	set_guest_writes(self->vcpus[0], PAGE(0), 3, 0x31);
-	vcpu_run_start_on(run, self->vcpus[0], 1);
+	wtrack_vcpu_run_start_on(run, self->vcpus[0], 1);
 	for (int i = 0; i < 3; i++) {
-		while (ring_tail(self) != i + 1)
+		while (wtrack_ring_tail(&self->ring) != i + 1)
 			;
 		vm_wtrack_unprotect(self->vm, PAGE(i), PAGE_SIZE);
 	}
-	vcpu_run_join_done(run);
-	ASSERT_GE(self->hdr->polled, 1);
+	wtrack_vcpu_run_join(run, UCALL_DONE);
+	ASSERT_GE(self->ring.hdr->polled, 1);
 
 	run = &self->runs[1];
 	set_guest_writes(self->vcpus[1], PAGE(3), 1, 0x32);
-	vcpu_run_start_on(run, self->vcpus[1], 1);
-	wait_until(ring_tail(self) == 4);
+	wtrack_vcpu_run_start_on(run, self->vcpus[1], 1);
+	wtrack_wait_until(wtrack_ring_tail(&self->ring) == 4);
 	check_waiting(_metadata, self->vm, run, PAGE(3));
 	pthread_kill(run->thread, SIGUSR1);
 	pthread_join(run->thread, NULL);
@@ -547,44 +344,44 @@ TEST_F(ring, full_ring_waits_for_space)
 	ring_open(_metadata, self, size);
 	vm_wtrack_protect(self->vm, PAGE(0), n * PAGE_SIZE);
 	set_guest_writes(self->vcpus[0], PAGE(0), n, 0x1000);
-	vcpu_run_start(&self->runs[0], self->vcpus[0]);
+	wtrack_vcpu_run_start(&self->runs[0], self->vcpus[0]);
 
 	while (seen < size) {
-		wait_until(ring_tail(self) > seen);
+		wtrack_wait_until(wtrack_ring_tail(&self->ring) > seen);
 		vm_wtrack_unprotect(self->vm, PAGE(seen), PAGE_SIZE);
 		seen++;
 	}
-	wait_until(self->hdr->space_waits == 1);
-	ASSERT_EQ(ring_tail(self), size);
+	wtrack_wait_until(self->ring.hdr->space_waits == 1);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), size);
 	check_waiting(_metadata, self->vm, &self->runs[0], PAGE(size));
 
-	ASSERT_EQ(read(self->ring_fd, ev, sizeof(ev)), sizeof(ev));
+	ASSERT_EQ(read(self->ring.fd, ev, sizeof(ev)), sizeof(ev));
 	for (i = 0; i < size; i++)
 		check_event(_metadata, ev[i], PAGE(i), self->vcpus[0]->id, i);
 
 	while (seen < n) {
-		wait_until(ring_tail(self) > seen);
-		check_event(_metadata, ring_event(self, seen), PAGE(seen),
+		wtrack_wait_until(wtrack_ring_tail(&self->ring) > seen);
+		check_event(_metadata, wtrack_ring_event(&self->ring, seen), PAGE(seen),
 			    self->vcpus[0]->id, seen);
 		vm_wtrack_unprotect(self->vm, PAGE(seen), PAGE_SIZE);
 		seen++;
 	}
-	vcpu_run_join_done(&self->runs[0]);
+	wtrack_vcpu_run_join(&self->runs[0], UCALL_DONE);
 	for (i = 0; i < n; i++)
 		ASSERT_EQ(*hva(self->vm, PAGE(i)), 0x1000 + i);
-	ASSERT_EQ(self->hdr->events, n);
+	ASSERT_EQ(self->ring.hdr->events, n);
 }
 
 TEST_F(ring, deleted_memslot_releases_the_waiter)
 {
-	struct vcpu_run *run = &self->runs[0];
+	struct wtrack_vcpu_run *run = &self->runs[0];
 	uint64_t gpa = PAGE(5);
 
 	ring_open(_metadata, self, 16);
 	vm_wtrack_protect(self->vm, gpa, PAGE_SIZE);
 	set_guest_writes(self->vcpus[0], gpa, 1, 0x42);
-	vcpu_run_start(run, self->vcpus[0]);
-	wait_until(ring_tail(self) == 1);
+	wtrack_vcpu_run_start(run, self->vcpus[0]);
+	wtrack_wait_until(wtrack_ring_tail(&self->ring) == 1);
 	check_waiting(_metadata, self->vm, run, gpa);
 
 	/* The write retries into unbacked memory: MMIO for userspace. */
@@ -594,7 +391,7 @@ TEST_F(ring, deleted_memslot_releases_the_waiter)
 	TEST_ASSERT_KVM_EXIT_REASON(self->vcpus[0], KVM_EXIT_MMIO);
 	ASSERT_EQ(self->vcpus[0]->run->mmio.phys_addr, gpa);
 	ASSERT_TRUE(self->vcpus[0]->run->mmio.is_write);
-	ASSERT_EQ(self->hdr->resolved, 1);
+	ASSERT_EQ(self->ring.hdr->resolved, 1);
 }
 
 /*
@@ -612,10 +409,10 @@ TEST_F(ring, landed_write_is_an_event_and_nobody_waits)
 	/* KVM writes the kvmclock area itself before the next entry. */
 	vcpu_set_msr(self->vcpus[0], MSR_KVM_SYSTEM_TIME_NEW, page | 1);
 	set_guest_writes(self->vcpus[0], PAGE(12), 1, 1);
-	vcpu_run_start(&self->runs[0], self->vcpus[0]);
-	vcpu_run_join_done(&self->runs[0]);
+	wtrack_vcpu_run_start(&self->runs[0], self->vcpus[0]);
+	wtrack_vcpu_run_join(&self->runs[0], UCALL_DONE);
 
-	ASSERT_EQ(read(self->ring_fd, &ev, sizeof(ev)), sizeof(ev));
+	ASSERT_EQ(read(self->ring.fd, &ev, sizeof(ev)), sizeof(ev));
 	ASSERT_EQ(ev.gpa, page);
 	ASSERT_EQ(ev.size, PAGE_SIZE);
 	ASSERT_EQ(ev.flags, KVM_WTRACK_EVENT_LANDED);
@@ -623,30 +420,15 @@ TEST_F(ring, landed_write_is_an_event_and_nobody_waits)
 	ASSERT_EQ(ev.seq, 0);
 	for (int i = 0; i < ARRAY_SIZE(ev.reserved); i++)
 		ASSERT_EQ(ev.reserved[i], 0);
-	ASSERT_EQ(self->hdr->events, 1);
+	ASSERT_EQ(self->ring.hdr->events, 1);
 
 	/* The report ended the page's protection: a guest write goes through. */
 	set_guest_writes(self->vcpus[1], page + 0x800, 1, 0x99);
-	vcpu_run_start(&self->runs[1], self->vcpus[1]);
-	vcpu_run_join_done(&self->runs[1]);
+	wtrack_vcpu_run_start(&self->runs[1], self->vcpus[1]);
+	wtrack_vcpu_run_join(&self->runs[1], UCALL_DONE);
 	ASSERT_EQ(*hva(self->vm, page + 0x800), 0x99);
-	ASSERT_EQ(ring_tail(self), 1);
-	ASSERT_EQ(self->hdr->resolved, 0);
-}
-
-/* Answer a KVM_EXIT_IO of guest_insb() with bytes 0xd0 + n, 0xd1 + n... */
-static int give_port_bytes(struct __test_metadata *_metadata,
-			   struct kvm_vcpu *vcpu, int n)
-{
-	struct kvm_run *run = vcpu->run;
-
-	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-	ASSERT_EQ(run->io.port, IO_PORT);
-	ASSERT_EQ(run->io.direction, KVM_EXIT_IO_IN);
-	ASSERT_EQ(run->io.size, 1);
-	for (uint32_t i = 0; i < run->io.count; i++)
-		((uint8_t *)run + run->io.data_offset)[i] = 0xd0 + n + i;
-	return run->io.count;
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
+	ASSERT_EQ(self->ring.hdr->resolved, 0);
 }
 
 /*
@@ -670,79 +452,49 @@ TEST_F(ring, immediate_exit_posts_a_stopped_completion_and_returns)
 
 	/* The first 8 bytes, up to the page's end, come from userspace. */
 	vcpu_run(vcpu);
-	given = give_port_bytes(_metadata, vcpu, 0);
+	given = wtrack_answer_insb(vcpu, IO_PORT, 0);
 	ASSERT_EQ(given, 8);
 	vm_wtrack_protect(self->vm, PAGE(3), PAGE_SIZE);
 
 	vcpu->run->immediate_exit = 1;
 	ASSERT_EQ(__vcpu_run(vcpu), -1);
 	ASSERT_EQ(errno, EINTR);
-	ASSERT_EQ(ring_tail(self), 1);
-	check_event(_metadata, ring_event(self, 0), gpa, vcpu->id, 0);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
+	check_event(_metadata, wtrack_ring_event(&self->ring, 0), gpa, vcpu->id, 0);
 	for (int i = 0; i < 16; i++)
 		ASSERT_EQ(data[i], 0x6f);
 
 	/* Again: the completion is still there, and joins its event. */
 	ASSERT_EQ(__vcpu_run(vcpu), -1);
 	ASSERT_EQ(errno, EINTR);
-	ASSERT_EQ(ring_tail(self), 1);
-	ASSERT_EQ(self->hdr->coalesced, 1);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
+	ASSERT_EQ(self->ring.hdr->coalesced, 1);
 	ASSERT_EQ(data[0], 0x6f);
 
 	/* Resolved: the held bytes land, and the rest is read once. */
 	vm_wtrack_unprotect(self->vm, PAGE(3), PAGE_SIZE);
 	vcpu->run->immediate_exit = 0;
 	vcpu_run(vcpu);
-	given += give_port_bytes(_metadata, vcpu, given);
+	given += wtrack_answer_insb(vcpu, IO_PORT, given);
 	ASSERT_EQ(given, 16);
 	vcpu_run(vcpu);
 	ASSERT_EQ(get_ucall(vcpu, NULL), UCALL_DONE);
 	for (int i = 0; i < 16; i++)
 		ASSERT_EQ(data[i], 0xd0 + i);
-	ASSERT_EQ(ring_tail(self), 1);
+	ASSERT_EQ(wtrack_ring_tail(&self->ring), 1);
 }
 
-/* An io_uring for the ring's commands, which need 128-byte SQEs. */
-static int uring_init(struct io_uring *uring, unsigned int entries)
+/* Submit the command @op on @r's io_uring; its result is reaped apart. */
+static void ring_submit(struct wtrack_test_ring *r, uint32_t op, uint32_t head,
+			const struct kvm_wtrack_resolve *res, uint32_t nr)
 {
-	struct io_uring_params p = { .flags = IORING_SETUP_SQE128 };
-
-	return io_uring_queue_init_params(entries, uring, &p);
-}
-
-/* io_uring: submit one command on the ring fd and wait for its result. */
-static int ring_cmd(struct io_uring *uring, int fd, uint32_t op, uint32_t head,
-		    const struct kvm_wtrack_resolve *res, uint32_t nr)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(uring);
 	struct kvm_wtrack_ring_cmd cmd = {
 		.head = head,
 		.nr_resolve = nr,
 		.resolve_addr = (uintptr_t)res,
 	};
 
-	io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
-	sqe->cmd_op = op;
-	memcpy(sqe->cmd, &cmd, sizeof(cmd));
-	sqe->user_data = op;
-	return io_uring_submit(uring);
-}
-
-/* The next completion, within @ms milliseconds; -ETIME if none. */
-static int ring_cqe(struct io_uring *uring, uint64_t *user_data, int ms)
-{
-	struct __kernel_timespec ts = { .tv_sec = ms / 1000,
-					.tv_nsec = (ms % 1000) * 1000000L };
-	struct io_uring_cqe *cqe;
-	int r = io_uring_wait_cqe_timeout(uring, &cqe, &ts);
-
-	if (r)
-		return r;
-	r = cqe->res;
-	if (user_data)
-		*user_data = cqe->user_data;
-	io_uring_cqe_seen(uring, cqe);
-	return r;
+	wtrack_ring_submit(r, op, &cmd);
 }
 
 TEST_F(ring, io_uring_fetch_and_commit)
@@ -751,43 +503,40 @@ TEST_F(ring, io_uring_fetch_and_commit)
 		{ .gpa = PAGE(2), .size = PAGE_SIZE },
 	};
 	struct kvm_wtrack_resolve unbacked = { .gpa = PAGE(DATA_PAGES), .size = PAGE_SIZE };
-	struct io_uring uring;
+	struct wtrack_test_ring *r = &self->ring;
 	uint64_t ud = 0;
 	int fd;
 
 	ring_open(_metadata, self, 16);
-	fd = self->ring_fd;
-	ASSERT_EQ(uring_init(&uring, 8), 0);
 	vm_wtrack_protect(self->vm, PAGE(2), PAGE_SIZE);
 
 	/* A FETCH on an empty ring stays in flight until an event. */
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_FETCH, 0, res, 1), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), -EINVAL);
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_FETCH, 0, NULL, 0), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, 200), -ETIME);
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_FETCH, 0, NULL, 0), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), -EBUSY);
+	ring_submit(r, KVM_WTRACK_RING_FETCH, 0, res, 1);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, NULL), -EINVAL);
+	ring_submit(r, KVM_WTRACK_RING_FETCH, 0, NULL, 0);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, 200, NULL), -ETIME);
+	ring_submit(r, KVM_WTRACK_RING_FETCH, 0, NULL, 0);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, NULL), -EBUSY);
 
 	set_guest_writes(self->vcpus[0], PAGE(2), 1, 0x77);
-	vcpu_run_start(&self->runs[0], self->vcpus[0]);
-	ASSERT_EQ(ring_cqe(&uring, &ud, TIMEOUT_MS), 1);
+	wtrack_vcpu_run_start(&self->runs[0], self->vcpus[0]);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, &ud), 1);
 	ASSERT_EQ(ud, KVM_WTRACK_RING_FETCH);
-	check_event(_metadata, ring_event(self, 0), PAGE(2), self->vcpus[0]->id, 0);
+	check_event(_metadata, wtrack_ring_event(r, 0), PAGE(2), self->vcpus[0]->id, 0);
 
 	/* Bad commands fail and change nothing. */
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_COMMIT, 2, res, 1), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), -EINVAL);
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_COMMIT, 1, res,
-			   KVM_WTRACK_RESOLVE_MAX + 1), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), -EINVAL);
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_COMMIT, 1, (void *)8, 1), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), -EFAULT);
+	ring_submit(r, KVM_WTRACK_RING_COMMIT, 2, res, 1);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, NULL), -EINVAL);
+	ring_submit(r, KVM_WTRACK_RING_COMMIT, 1, res, KVM_WTRACK_RESOLVE_MAX + 1);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, NULL), -EINVAL);
+	ring_submit(r, KVM_WTRACK_RING_COMMIT, 1, (void *)8, 1);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, NULL), -EFAULT);
 	res[1] = (struct kvm_wtrack_resolve){ .gpa = PAGE(2) + 1, .size = PAGE_SIZE };
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_COMMIT, 1, res, 2), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), -EINVAL);
-	ASSERT_EQ(ring_cmd(&uring, fd, 0xdead, 1, NULL, 0), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), -ENOTTY);
-	ASSERT_EQ(self->hdr->head, 0);
+	ring_submit(r, KVM_WTRACK_RING_COMMIT, 1, res, 2);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, NULL), -EINVAL);
+	ring_submit(r, 0xdead, 1, NULL, 0);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, WTRACK_TIMEOUT_MS, NULL), -ENOTTY);
+	ASSERT_EQ(r->hdr->head, 0);
 	check_waiting(_metadata, self->vm, &self->runs[0], PAGE(2));
 
 	/*
@@ -795,23 +544,21 @@ TEST_F(ring, io_uring_fetch_and_commit)
 	 * A range without a memslot is skipped, not refused.
 	 */
 	res[1] = unbacked;
-	ASSERT_EQ(ring_cmd(&uring, fd, KVM_WTRACK_RING_COMMIT_AND_FETCH, 1, res, 2), 1);
-	vcpu_run_join_done(&self->runs[0]);
+	ring_submit(r, KVM_WTRACK_RING_COMMIT_AND_FETCH, 1, res, 2);
+	wtrack_vcpu_run_join(&self->runs[0], UCALL_DONE);
 	ASSERT_EQ(*hva(self->vm, PAGE(2)), 0x77);
-	ASSERT_EQ(self->hdr->head, 1);
-	ASSERT_EQ(self->hdr->resolved, 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, 200), -ETIME);
+	ASSERT_EQ(r->hdr->head, 1);
+	ASSERT_EQ(r->hdr->resolved, 1);
+	ASSERT_EQ(wtrack_ring_reap_timeout(r, 200, NULL), -ETIME);
 
 	/*
 	 * Tearing the io_uring down cancels the FETCH in flight, which
 	 * holds the ring's file: only then can a new consumer attach.
 	 */
-	io_uring_queue_exit(&uring);
-	ring_close(self);
-	wait_until((fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL)) >= 0 ||
-		   errno != EBUSY);
+	wtrack_ring_detach(r);
+	wtrack_wait_until((fd = __vm_wtrack_ring_fd(self->vm)) >= 0 || errno != EBUSY);
 	ASSERT_GE(fd, 0);
-	self->ring_fd = fd;
+	r->fd = fd;
 }
 
 /*
@@ -820,7 +567,6 @@ TEST_F(ring, io_uring_fetch_and_commit)
  */
 TEST_F(ring, consumer_death_releases_every_vcpu)
 {
-	struct io_uring uring;
 	int report[2], n, i;
 	pid_t child;
 
@@ -829,29 +575,33 @@ TEST_F(ring, consumer_death_releases_every_vcpu)
 	child = fork();
 	ASSERT_GE(child, 0);
 	if (!child) {
+		/* An io_uring of its own: the fixture's is the parent's too. */
+		struct wtrack_test_ring r = { .fd = self->ring.fd, .hdr = self->ring.hdr };
+
 		/*
 		 * Wait for both events, tell the parent, never resolve; die
 		 * with a FETCH in flight.
 		 */
-		if (uring_init(&uring, 4) ||
-		    ring_cmd(&uring, self->ring_fd, KVM_WTRACK_RING_FETCH, 0, NULL, 0) != 1 ||
-		    ring_cqe(&uring, NULL, TIMEOUT_MS) < 1)
+		if (io_uring_queue_init(4, &r.uring, IORING_SETUP_SQE128))
 			_exit(1);
-		wait_until(ring_tail(self) == NR_VCPUS);
-		n = ring_tail(self);
-		if (ring_cmd(&uring, self->ring_fd, KVM_WTRACK_RING_FETCH, n, NULL, 0) != 1 ||
-		    write(report[1], &n, sizeof(n)) != sizeof(n))
+		ring_submit(&r, KVM_WTRACK_RING_FETCH, 0, NULL, 0);
+		if (wtrack_ring_reap_timeout(&r, WTRACK_TIMEOUT_MS, NULL) < 1)
+			_exit(1);
+		wtrack_wait_until(wtrack_ring_tail(&r) == NR_VCPUS);
+		n = wtrack_ring_tail(&r);
+		ring_submit(&r, KVM_WTRACK_RING_FETCH, n, NULL, 0);
+		if (write(report[1], &n, sizeof(n)) != sizeof(n))
 			_exit(1);
 		pause();
 		_exit(0);
 	}
 	/* Only the child holds the ring now. */
-	ring_close(self);
+	wtrack_ring_detach(&self->ring);
 
 	for (i = 0; i < NR_VCPUS; i++) {
 		vm_wtrack_protect(self->vm, PAGE(20 + i), PAGE_SIZE);
 		set_guest_writes(self->vcpus[i], PAGE(20 + i), 1, 0x900 + i);
-		vcpu_run_start(&self->runs[i], self->vcpus[i]);
+		wtrack_vcpu_run_start(&self->runs[i], self->vcpus[i]);
 	}
 	ASSERT_EQ(read(report[0], &n, sizeof(n)), sizeof(n));
 	ASSERT_EQ(n, NR_VCPUS);
@@ -861,15 +611,15 @@ TEST_F(ring, consumer_death_releases_every_vcpu)
 	kill(child, SIGKILL);
 	ASSERT_EQ(waitpid(child, NULL, 0), child);
 	for (i = 0; i < NR_VCPUS; i++) {
-		vcpu_run_join_done(&self->runs[i]);
+		wtrack_vcpu_run_join(&self->runs[i], UCALL_DONE);
 		ASSERT_EQ(*hva(self->vm, PAGE(20 + i)), 0x900 + i);
 	}
 
 	/* Tracking ended; a new consumer can start it again. */
-	wait_until(__vm_wtrack(self->vm, KVM_WTRACK_PROTECT, PAGE(0), PAGE_SIZE) == -1 &&
-		   errno == ENOTCONN);
-	self->ring_fd = __vm_ioctl(self->vm, KVM_WTRACK_RING_FD, NULL);
-	ASSERT_GE(self->ring_fd, 0);
+	wtrack_wait_until(__vm_wtrack(self->vm, KVM_WTRACK_PROTECT, PAGE(0), PAGE_SIZE) == -1 &&
+			  errno == ENOTCONN);
+	self->ring.fd = __vm_wtrack_ring_fd(self->vm);
+	ASSERT_GE(self->ring.fd, 0);
 	vm_wtrack_protect(self->vm, PAGE(0), PAGE_SIZE);
 }
 
@@ -880,35 +630,32 @@ TEST_F(ring, consumer_death_releases_every_vcpu)
 TEST_F(ring, vm_fd_closed_with_a_waiter)
 {
 	struct kvm_wtrack_resolve res = { .gpa = PAGE(4), .size = PAGE_SIZE };
-	struct io_uring uring;
 
 	ring_open(_metadata, self, 16);
-	ASSERT_EQ(uring_init(&uring, 4), 0);
 	vm_wtrack_protect(self->vm, PAGE(4), PAGE_SIZE);
 	set_guest_writes(self->vcpus[0], PAGE(4), 1, 0xabc);
-	vcpu_run_start(&self->runs[0], self->vcpus[0]);
-	wait_until(ring_tail(self) == 1);
+	wtrack_vcpu_run_start(&self->runs[0], self->vcpus[0]);
+	wtrack_wait_until(wtrack_ring_tail(&self->ring) == 1);
 
 	ASSERT_EQ(close(self->vm->fd), 0);
 	check_waiting(_metadata, self->vm, &self->runs[0], PAGE(4));
 
-	ASSERT_EQ(ring_cmd(&uring, self->ring_fd, KVM_WTRACK_RING_COMMIT, 1, &res, 1), 1);
-	ASSERT_EQ(ring_cqe(&uring, NULL, TIMEOUT_MS), 0);
-	vcpu_run_join_done(&self->runs[0]);
+	ring_submit(&self->ring, KVM_WTRACK_RING_COMMIT, 1, &res, 1);
+	ASSERT_EQ(wtrack_ring_reap_timeout(&self->ring, WTRACK_TIMEOUT_MS, NULL), 0);
+	wtrack_vcpu_run_join(&self->runs[0], UCALL_DONE);
 	ASSERT_EQ(*hva(self->vm, PAGE(4)), 0xabc);
-	io_uring_queue_exit(&uring);
 
 	/* kvm_vm_free() would use the closed fd: release by hand. */
 	for (int i = 0; i < NR_VCPUS; i++)
 		close(self->vcpus[i]->fd);
-	ring_close(self);
+	wtrack_ring_detach(&self->ring);
 	self->vm = NULL;
 }
 
 /* A VMM killed with vCPUs waiting: its process goes away promptly. */
 TEST_F(ring, vmm_killed_with_waiters_exits)
 {
-	int status, ms;
+	int status;
 	pid_t child;
 
 	child = fork();
@@ -920,15 +667,13 @@ TEST_F(ring, vmm_killed_with_waiters_exits)
 		for (int i = 0; i < NR_VCPUS; i++) {
 			vm_wtrack_protect(self->vm, PAGE(30 + i), PAGE_SIZE);
 			set_guest_writes(self->vcpus[i], PAGE(30 + i), 1, 1);
-			vcpu_run_start(&self->runs[i], self->vcpus[i]);
+			wtrack_vcpu_run_start(&self->runs[i], self->vcpus[i]);
 		}
-		wait_until(ring_tail(self) == NR_VCPUS);
+		wtrack_wait_until(wtrack_ring_tail(&self->ring) == NR_VCPUS);
 		kill(getpid(), SIGKILL);
 	}
 
-	for (ms = 0; ms < TIMEOUT_MS && waitpid(child, &status, WNOHANG) != child; ms++)
-		msleep(1);
-	ASSERT_LT(ms, TIMEOUT_MS);
+	wtrack_wait_until(waitpid(child, &status, WNOHANG) == child);
 	ASSERT_TRUE(WIFSIGNALED(status));
 	ASSERT_EQ(WTERMSIG(status), SIGKILL);
 }

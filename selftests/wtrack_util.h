@@ -20,6 +20,18 @@ static inline void vm_enable_wtrack(struct kvm_vm *vm, uint64_t flags)
 	vm_enable_cap(vm, KVM_CAP_X86_WRITE_TRACK, flags);
 }
 
+/* Enable with @flags and, for ring mode, @entries: the raw result. */
+static inline int __vm_enable_wtrack(struct kvm_vm *vm, uint64_t flags,
+				     uint64_t entries)
+{
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_WRITE_TRACK,
+		.args = { flags, entries },
+	};
+
+	return __vm_ioctl(vm, KVM_ENABLE_CAP, &cap);
+}
+
 static inline int __vm_wtrack(struct kvm_vm *vm, unsigned long cmd,
 			      uint64_t gpa, uint64_t size)
 {
@@ -98,11 +110,11 @@ static inline uint64_t wtrack_stop_size(uint64_t gpa)
 }
 
 /*
- * Run and expect the write-tracking stop whose first protected byte is
- * @gpa.  Every stop, by the MMU or by KVM's emulator, reports the rest of
- * the page from there, whatever the access size.
+ * Run and expect a write-tracking stop; returns the gpa of its first
+ * protected byte.  Every stop, by the MMU or by KVM's emulator, reports
+ * the rest of the page from there, whatever the access size.
  */
-static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
+static inline uint64_t vcpu_run_to_wtrack_stop(struct kvm_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 	int r = _vcpu_run(vcpu);
@@ -114,8 +126,27 @@ static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
 	TEST_ASSERT(run->memory_fault.flags == WTRACK_EXIT_FLAGS,
 		    "memory_fault.flags 0x%llx, want 0x%llx (write tracking only)",
 		    run->memory_fault.flags, WTRACK_EXIT_FLAGS);
-	TEST_ASSERT_EQ(run->memory_fault.gpa, gpa);
-	TEST_ASSERT_EQ(run->memory_fault.size, wtrack_stop_size(gpa));
+	TEST_ASSERT_EQ(run->memory_fault.size, wtrack_stop_size(run->memory_fault.gpa));
+	return run->memory_fault.gpa;
+}
+
+/* Run and expect the write-tracking stop whose first protected byte is @gpa. */
+static inline void vcpu_run_to_wtrack_exit(struct kvm_vcpu *vcpu, uint64_t gpa)
+{
+	uint64_t stop = vcpu_run_to_wtrack_stop(vcpu);
+
+	TEST_ASSERT_EQ(stop, gpa);
+}
+
+/*
+ * The same, anywhere in @page: for instructions whose first byte written
+ * is the CPU's choice.
+ */
+static inline void vcpu_run_to_wtrack_stop_in(struct kvm_vcpu *vcpu, uint64_t page)
+{
+	uint64_t stop = vcpu_run_to_wtrack_stop(vcpu);
+
+	TEST_ASSERT_EQ(stop & ~(PAGE_SIZE - 1), page);
 }
 
 /* Assert that the last KVM_RUN returned a landed-write exit for @page. */
@@ -161,6 +192,24 @@ static inline int vcpu_run_count_landed(struct kvm_vcpu *vcpu, uint64_t page,
 	}
 	TEST_FAIL("%d reports of writes to 0x%lx and no ucall", n, page);
 	return n;
+}
+
+/*
+ * Answer the KVM_EXIT_IO of a REP INSB from @port with bytes 0xd0 + @n,
+ * 0xd1 + @n...: with @n the bytes given so far, byte i of the destination
+ * is 0xd0 + i however the reads are split.  Returns how many were given.
+ */
+static inline int wtrack_answer_insb(struct kvm_vcpu *vcpu, uint16_t port, int n)
+{
+	struct kvm_run *run = vcpu->run;
+
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(run->io.port, port);
+	TEST_ASSERT_EQ(run->io.direction, KVM_EXIT_IO_IN);
+	TEST_ASSERT_EQ(run->io.size, 1);
+	for (uint32_t i = 0; i < run->io.count; i++)
+		((uint8_t *)run + run->io.data_offset)[i] = 0xd0 + n + i;
+	return run->io.count;
 }
 
 #endif /* SELFTEST_KVM_WTRACK_UTIL_H */
