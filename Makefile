@@ -15,7 +15,7 @@
 #                   (the VMware one also alone), then without each option
 #   make check-debug  build a debug kernel (KASAN, lockdep, KMEMLEAK,
 #                   KVM_PROVE_MMU) with the series and run every suite on
-#                   it (long: see README; not part of make check)
+#                   it (long: Documentation/wtrack-testing.rst; not in check)
 #   make bench      run the benchmark in the test machine (ratios)
 #   make demo       the lazy snapshot demo in the test machine
 #                   (DEMO_ARGS: examples/wtsnap-demo.c's options)

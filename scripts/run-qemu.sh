@@ -23,10 +23,11 @@ kernel=${KERNEL:-/boot/vmlinuz-$KERNEL_RELEASE}
 QEMU=${QEMU:-qemu-system-x86_64}
 
 # TCG_THREAD=multi: one host thread per emulated CPU, for measurements
-# (make demo TCG_THREAD=multi, README).  The default and the tests keep
-# thread=single: multi-threaded TCG sometimes aborts under heavy
-# instruction emulation (shared PLATFORM notes), and QEMU 7.2's has had
-# the machine's kernel oops on an int3 of its own text patching.
+# (make demo TCG_THREAD=multi, Documentation/wtrack-performance.rst).
+# The default and the tests keep thread=single: multi-threaded TCG
+# sometimes aborts under heavy instruction emulation (shared PLATFORM
+# notes), and QEMU 7.2's has had the machine's kernel oops on an int3 of
+# its own text patching.
 tcg_thread=${TCG_THREAD:-single}
 
 qemu_cmd() {
