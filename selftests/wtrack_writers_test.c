@@ -11,7 +11,8 @@
  *   are reported as landed: the shared-info wallclock, written when
  *   userspace sets the shared-info page, and event channel delivery into
  *   the shared-info page and vcpu_info, here sent by an ioctl, outside
- *   any vCPU.  Before, they landed unseen.
+ *   any vCPU, and the Xen pvclock in a vcpu_info set up by host address.
+ *   Before, they landed unseen.
  * - A guest write stopped on a page that KVM wrote and has not reported
  *   yet reports that landed write, not a stop whose page a VMM would
  *   copy as the old contents.
@@ -273,6 +274,31 @@ static void send_event(struct kvm_vm *vm, int port, struct kvm_vcpu *vcpu)
 	};
 
 	vm_ioctl(vm, KVM_XEN_HVM_EVTCHN_SEND, &e);
+}
+
+/*
+ * A vcpu_info set up by host address has no memslot: the Xen pvclock that
+ * KVM writes into it on the clock update that setting it asks for is
+ * reported all the same.  Before, writes through such a cache were not.
+ */
+TEST(xen_vcpu_info_by_host_address_is_reported)
+{
+	const uint64_t pages[] = { PAGE(1) };
+	struct kvm_xen_vcpu_attr vi = {
+		.type = KVM_XEN_VCPU_ATTR_TYPE_VCPU_INFO_HVA,
+	};
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_XEN_HVM) & KVM_XEN_HVM_CONFIG_SHARED_INFO_HVA);
+	vm = create_xen_vm(&vcpu, 1, guest_idle);
+	vcpu_run_to_ucall(vcpu, UCALL_SYNC);
+
+	vm_wtrack_protect(vm, PAGE(1), PAGE_SIZE);
+	vi.u.hva = (uintptr_t)addr_gpa2hva(vm, PAGE(1) + VCPU_INFO_OFFSET);
+	vcpu_ioctl(vcpu, KVM_XEN_VCPU_SET_ATTR, &vi);
+	run_expecting_landed(vcpu, pages, ARRAY_SIZE(pages));
+	kvm_vm_free(vm);
 }
 
 /* Setting the shared-info page writes its wallclock, from the ioctl. */
